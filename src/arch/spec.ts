@@ -1,0 +1,138 @@
+import type { FloatArray, TensorSource } from '../checkpoint/types.js';
+
+/**
+ * A lazy reference to (part of) a checkpoint tensor. `rows` selects a row range of the
+ * leading dimension (how fused qkv weights are split); `transposed` marks weights stored as
+ * [in, out] (GPT-2 Conv1D) that must be transposed to the canonical [out, in].
+ * `shape` is the canonical shape after slicing and transposing.
+ */
+export interface WeightRef {
+  source: TensorSource;
+  name: string;
+  rows?: [number, number];
+  transposed?: boolean;
+  shape: number[];
+}
+
+/** A PyTorch-convention linear layer: y = W x + b with W of shape [out, in]. */
+export interface LinearSpec {
+  weight: WeightRef;
+  bias?: WeightRef;
+}
+
+export interface NormSpec {
+  kind: 'layernorm';
+  weight?: WeightRef;
+  bias?: WeightRef;
+  eps: number;
+}
+
+export type Activation = 'gelu' | 'gelu_tanh' | 'quick_gelu' | 'relu' | 'silu';
+
+/** BEiT-style relative position bias: table [(2Wh-1)(2Ww-1)+3, H] indexed per token pair. */
+export interface RelPosBiasSpec {
+  table: WeightRef;
+  /** Patch grid the table was built for. The index is derived from it (BEiT's formula). */
+  window: [number, number];
+}
+
+export interface BlockSpec {
+  norm1: NormSpec;
+  /** q, k, v, o: weights [d, d] (q/k/v rows grouped by head: head h owns rows h*d_h..). */
+  q: LinearSpec;
+  k: LinearSpec;
+  v: LinearSpec;
+  o: LinearSpec;
+  /** Layer-scale vectors (DINOv2, BEiT, timm `ls1/ls2`), multiplied on the branch outputs. */
+  ls1?: WeightRef;
+  ls2?: WeightRef;
+  norm2: NormSpec;
+  /** MLP. `fc1` may be SwiGLU-packed when `mlp` says so. */
+  mlp: { kind: 'mlp'; fc1: LinearSpec; fc2: LinearSpec } | { kind: 'swiglu'; w12: LinearSpec; w3: LinearSpec };
+  relPosBias?: RelPosBiasSpec;
+}
+
+export type SpecialToken = 'cls' | 'dist' | 'reg';
+
+export interface PreprocessSpec {
+  /** 'shortest' resizes the short side to `resize` then centre-crops `crop`; 'exact' resizes to crop x crop. */
+  resizeMode: 'shortest' | 'exact';
+  resize: number;
+  crop: [number, number];
+  resample: 'bicubic' | 'bilinear' | 'nearest' | 'lanczos';
+  /** Multiplier applied to 0..255 values before normalising (1/255 normally). */
+  rescale: number;
+  mean: [number, number, number];
+  std: [number, number, number];
+}
+
+/**
+ * The canonical description of a ViT-like model: no framework names beyond this point.
+ * Token order is `tokenLayout` followed by the patch tokens in raster order.
+ */
+export interface VitSpec {
+  /** Family key of the adapter that produced it (e.g. 'hf-vit', 'timm-vit'). */
+  family: string;
+  /** Where it came from: a path or a hub id. */
+  modelId: string;
+  /** The modality: 'vision' for ViTs; text transformers reuse the weight analysis only. */
+  modality: 'vision' | 'text';
+  imageSize: [number, number];
+  patchSize: number;
+  channels: number;
+  width: number;
+  heads: number;
+  headDim: number;
+  /** Key/value heads (grouped-query attention); equals `heads` for ViTs. */
+  kvHeads: number;
+  layers: number;
+  /** Special tokens in order before the patches. */
+  tokenLayout: SpecialToken[];
+  patchEmbed?: LinearSpec & { kind: 'conv' };
+  clsToken?: WeightRef;
+  distToken?: WeightRef;
+  registerTokens?: WeightRef;
+  /**
+   * Absolute position embedding [n, d] with its patch grid; `special` says how many leading
+   * rows belong to special tokens (0 for timm `no_embed_class`, SigLIP, I-JEPA).
+   */
+  posEmbed?: { weight: WeightRef; grid: [number, number]; special: number };
+  /** Pre-blocks LayerNorm (CLIP's `pre_layrnorm`, timm `norm_pre`). */
+  preNorm?: NormSpec;
+  blocks: BlockSpec[];
+  finalNorm?: NormSpec;
+  /** Classifier input: 'cls' token, 'mean' over patches (with `fcNorm` if any), 'none'. */
+  pooling: 'cls' | 'mean' | 'none';
+  fcNorm?: NormSpec;
+  head?: LinearSpec;
+  /** DeiT distilled: the distillation head; logits are the mean of both heads. */
+  distHead?: LinearSpec;
+  activation: Activation;
+  preprocess?: PreprocessSpec;
+  /** Free-form notes the adapter wants in the summary (e.g. "predictor of I-JEPA"). */
+  notes?: string[];
+}
+
+/**
+ * Loads a WeightRef to a float32 (or float64) array in canonical shape. For a transposed ref,
+ * `rows` are canonical rows, i.e. columns of the stored [in, out] tensor (GPT-2's fused
+ * c_attn), so the stored tensor is read whole and sliced here.
+ */
+export async function loadWeight(ref: WeightRef): Promise<FloatArray> {
+  if (!ref.transposed) {
+    const [r0, r1] = ref.rows ?? [undefined, undefined];
+    return ref.source.read(ref.name, r0, r1);
+  }
+  const data = await ref.source.read(ref.name);
+  const info = ref.source.info(ref.name);
+  const storedCols = info ? info.shape[info.shape.length - 1] : ref.shape[0];
+  const inn = data.length / storedCols;
+  const [r0, r1] = ref.rows ?? [0, storedCols];
+  const out = r1 - r0;
+  const t = data instanceof Float64Array ? new Float64Array(out * inn) : new Float32Array(out * inn);
+  for (let i = 0; i < inn; i++) {
+    const rowOff = i * storedCols + r0;
+    for (let o = 0; o < out; o++) t[o * inn + i] = data[rowOff + o];
+  }
+  return t;
+}
