@@ -22,6 +22,8 @@ export interface HeadModes {
   /** Key salience s = W_kᵀ b_q (length d), or null when the query has no bias. */
   salience: Float64Array | null;
   salienceNorm: number;
+  /** How the thin SVD was computed (diagnostics; absent when not recorded). */
+  numerics?: HeadNumerics;
 }
 
 /** A two-sided chance interval for a cosine between independent random unit vectors in R^d. */
@@ -35,4 +37,27 @@ export interface ChanceBands {
   /** Per mode: (c+1)/2 ~ Beta((d−1)/2, (d−1)/2), exact quantiles. */
   mode95: Band;
   mode99: Band;
+}
+
+/**
+ * How one side (query or key) of a head was orthogonalised in the thin SVD (see modes.ts):
+ * 'cholqr' Cholesky-QR of the Gram matrix (fast path), 'cholqr2' Cholesky-QR applied twice
+ * (moderately ill-conditioned W), 'householder' Householder LQ (rank-deficient or very
+ * ill-conditioned W).
+ */
+export type FactorPath = 'cholqr' | 'cholqr2' | 'householder';
+
+/** Diagnostics of the thin SVD of one head (optional on HeadModes). */
+export interface HeadNumerics {
+  qPath: FactorPath;
+  kPath: FactorPath;
+  /**
+   * Estimated 2-norm condition numbers of the head's W_q and W_k as used for the choice of
+   * path (half the Frobenius bound when that already decides, else a power-iteration
+   * estimate); Infinity when Cholesky failed.
+   */
+  condQ: number;
+  condK: number;
+  /** One-sided Jacobi sweeps on the d_h×d_h core (the last one found nothing to rotate). */
+  sweeps: number;
 }

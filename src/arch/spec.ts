@@ -20,8 +20,9 @@ export interface LinearSpec {
   bias?: WeightRef;
 }
 
+/** LayerNorm, or RMSNorm (LLaMA-style text models: no mean subtraction, no bias). */
 export interface NormSpec {
-  kind: 'layernorm';
+  kind: 'layernorm' | 'rmsnorm';
   weight?: WeightRef;
   bias?: WeightRef;
   eps: number;
@@ -55,7 +56,11 @@ export interface BlockSpec {
 export type SpecialToken = 'cls' | 'dist' | 'reg';
 
 export interface PreprocessSpec {
-  /** 'shortest' resizes the short side to `resize` then centre-crops `crop`; 'exact' resizes to crop x crop. */
+  /**
+   * 'shortest' resizes the short side to `resize` then centre-crops `crop`; 'exact' resizes to
+   * `resize` x `resize` ignoring the aspect ratio, then centre-crops `crop` (a no-op when equal;
+   * DeiT's processor resizes to 256 x 256 and crops 224).
+   */
   resizeMode: 'shortest' | 'exact';
   resize: number;
   crop: [number, number];
@@ -77,6 +82,11 @@ export interface VitSpec {
   modelId: string;
   /** The modality: 'vision' for ViTs; text transformers reuse the weight analysis only. */
   modality: 'vision' | 'text';
+  /**
+   * The input resolution images are fed at (the preprocessing crop). When imageSize / patchSize
+   * differs from `posEmbed.grid` the patch rows of the position embedding are resized (bicubic),
+   * as HF does for DINOv2 (grid 37 for 518 px, run at 224 px); a note says so.
+   */
   imageSize: [number, number];
   patchSize: number;
   channels: number;
@@ -94,9 +104,19 @@ export interface VitSpec {
   registerTokens?: WeightRef;
   /**
    * Absolute position embedding [n, d] with its patch grid; `special` says how many leading
-   * rows belong to special tokens (0 for timm `no_embed_class`, SigLIP, I-JEPA).
+   * rows belong to special tokens (0 for timm `no_embed_class`, SigLIP, I-JEPA). Those rows go
+   * to the first `special` tokens of `tokenLayout`; later special tokens get no position
+   * embedding (DINOv2 registers: special = 1 for CLS, registers inserted after).
    */
   posEmbed?: { weight: WeightRef; grid: [number, number]; special: number };
+  /**
+   * Models fed token embeddings instead of pixels (the I-JEPA predictor): a linear map from the
+   * incoming width to `width` (`predictor_embed`), the learned mask token added at predicted
+   * positions, and the per-token output map back (`predictor_proj`). No `patchEmbed` then.
+   */
+  inputProj?: LinearSpec;
+  maskToken?: WeightRef;
+  outputProj?: LinearSpec;
   /** Pre-blocks LayerNorm (CLIP's `pre_layrnorm`, timm `norm_pre`). */
   preNorm?: NormSpec;
   blocks: BlockSpec[];

@@ -11,3 +11,8 @@ main(process.argv.slice(2)).then(
     process.exitCode = 1;
   },
 );
+
+// Benchmarks read the process's own peak RSS (portable; no /usr/bin/time needed).
+if (process.env.QKSCOPE_REPORT_RSS === '1') {
+  process.on('exit', () => process.stderr.write(`qkscope-maxrss-kb: ${process.resourceUsage().maxRSS}\n`));
+}

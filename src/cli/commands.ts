@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { svdCommand } from './svd.js';
+import { compareCommand } from './compare.js';
 
 /** Every sub-command, one factory per file. Add new commands here. */
-export const commands: Array<() => Command> = [];
+export const commands: Array<() => Command> = [svdCommand, compareCommand];

@@ -1,0 +1,66 @@
+import { Command, Option } from 'commander';
+import { existsSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { dirname, extname, join } from 'node:path';
+import { addModelOptions, loadSpec, positiveInt, type ModelFlags } from './model-options.js';
+import { readSvdSummary, runSvd, type SvdSummary } from '../store/svd-run.js';
+import { layerCurve } from '../store/compare-data.js';
+import { compareFigure } from '../report/figures/compare.js';
+import { svgToPng } from '../report/plot.js';
+import { UserError } from '../errors.js';
+
+interface CompareFlags extends ModelFlags {
+  out: string;
+  plain?: boolean;
+  threads?: number;
+  title?: string;
+}
+
+/** A run directory holds summary.json; anything else is a model to analyse now. */
+function isRunDir(p: string): boolean {
+  return existsSync(p) && statSync(p).isDirectory() && existsSync(join(p, 'summary.json'));
+}
+
+export function compareCommand(): Command {
+  const cmd = new Command('compare')
+    .description("the paper's main figure: layer-mean σ-weighted cosine against normalised depth, one line per model")
+    .argument('<model-or-run...>', 'finished `qkscope svd` run directories, or models (analysed now, nothing else written)')
+    .requiredOption('-o, --out <file>', 'figure path: .svg or .png (both are written; a .json with the curves beside them)')
+    .option('--plain', 'use the plain mean of mode cosines instead of the σ-weighted one')
+    .option('--title <text>', 'figure title')
+    .addOption(new Option('--threads <n>', 'worker threads for models analysed now').argParser(positiveInt('--threads')))
+    .addHelpText('after', '\nExample:\n  qkscope compare google/vit-base-patch16-224 facebook/dino-vitb16 openai/clip-vit-base-patch16 --out compare.png\n  qkscope compare runs/vit-b16 runs/dino-b16 --out figs/compare.svg\n');
+  addModelOptions(cmd);
+  cmd.action(async (inputs: string[], flags: CompareFlags) => {
+    const ext = extname(flags.out).toLowerCase();
+    if (ext !== '.svg' && ext !== '.png') throw new UserError(`--out ${flags.out}: give a file name ending in .svg or .png`);
+    const summaries: SvdSummary[] = [];
+    for (const input of inputs) {
+      if (isRunDir(input)) {
+        summaries.push(readSvdSummary(input));
+        continue;
+      }
+      const { spec, close } = await loadSpec(input, flags);
+      try {
+        summaries.push(await runSvd(spec, { threads: flags.threads }));
+      } finally {
+        await close();
+      }
+    }
+    const curves = summaries.map((s) => layerCurve(s, flags.plain ? 'plain' : 'weighted'));
+    const svg = compareFigure({
+      title: flags.title ?? 'Similarity preference across depth',
+      subtitle: `${flags.plain ? 'plain' : 'σ-weighted'} mean of mode cosines per layer; shaded: 95% chance band per model`,
+      curves: curves.map((c) => ({ label: c.label, depth: c.depth, value: c.value, band: c.band95 })),
+      yLabel: flags.plain ? 'mean cosine (layer mean)' : undefined,
+    });
+    mkdirSync(dirname(flags.out) || '.', { recursive: true });
+    const base = flags.out.slice(0, -ext.length);
+    writeFileSync(`${base}.svg`, svg);
+    writeFileSync(`${base}.png`, await svgToPng(svg));
+    writeFileSync(`${base}.json`, JSON.stringify({ statistic: flags.plain ? 'plain' : 'weighted', curves }, null, 1) + '\n');
+    for (const c of curves)
+      process.stdout.write(`${c.label}: ${c.value[0].toFixed(3)} (depth 0) → ${c.value[c.value.length - 1].toFixed(3)} (depth 1)\n`);
+    process.stdout.write(`wrote ${base}.svg, ${base}.png, ${base}.json\n`);
+  });
+  return cmd;
+}

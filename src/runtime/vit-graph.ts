@@ -1,0 +1,404 @@
+/**
+ * One ONNX graph builder for every ViT family, driven only by the VitSpec's fields: special
+ * tokens and registers, absolute position embedding (interpolated for other image sizes),
+ * pre-blocks LayerNorm, activation, layer-scale, relative position bias, SwiGLU, pooling,
+ * classifier heads (with DeiT's distillation head).
+ *
+ * Graph, for input `pixels` [N, C, H, W] (N symbolic):
+ *   Conv(patch) -> [N, P, d] (+ patch position rows) ; special tokens (+ their position rows)
+ *   are a precomputed [nS, d] constant expanded to [N, nS, d] and concatenated in front.
+ *   preNorm?  then per block l:   residual[l] = x ; ln[l] = LN1(x)
+ *     q = ln Wqᵀ/√dh + bq/√dh, k = ln Wkᵀ + bk, v = ln Wvᵀ + bv   (weights pre-transposed)
+ *     attention[l] = Softmax(q kᵀ + relPosBias)  [N, H, T, T]
+ *     x = x + ls1 ⊙ (attention v) Woᵀ + bo ;  x = x + ls2 ⊙ MLP(LN2(x))
+ *   final = finalNorm(x); pooled = cls token | mean of patches (then fcNorm); logits = head.
+ *
+ * The graph is an OnnxGraph that callers may extend (`extend` callback) with their own nodes
+ * on the named internal tensors (`VitTensors`), e.g. `g.reduceMax(g.slice(g.matmul(t.ln[l],
+ * U), 1, t.layout.patchStart, t.layout.tokens), [1])`. Weights come from `loadWeight`, can be
+ * replaced by edited copies at build time (`weights`), or be made graph inputs with a default
+ * value (`overridable`) so a run can feed an edited W_q without rebuilding.
+ */
+import { loadWeight, type LinearSpec, type NormSpec, type VitSpec, type WeightRef, type Activation } from '../arch/spec.js';
+import { UserError } from '../errors.js';
+import { resizeGridF64 } from '../images/resample.js';
+import { MS_DOMAIN, OnnxGraph } from './onnx-graph.js';
+import { tokenLayout, registerCount, type TokenLayout } from './tokens.js';
+
+/** Layers to expose: a list of 0-based block indices, or 'all'. */
+export type LayerSelection = number[] | 'all';
+
+export interface VitOutputs {
+  /** LayerNorm output feeding each selected block's attention: [N, L, T, d]. */
+  ln?: LayerSelection;
+  /** Residual stream entering each selected block: [N, L, T, d]. */
+  residual?: LayerSelection;
+  /** Attention probabilities: [N, L, H, T, T]. */
+  attention?: LayerSelection;
+  /** Classifier logits [N, classes] (only when the spec has a head). */
+  logits?: boolean;
+  /** Pooled final features [N, d'] (the classifier's input). */
+  features?: boolean;
+  /** All tokens after the final norm [N, T, d] (HF's last_hidden_state). */
+  final?: boolean;
+}
+
+/** Names of the graph's internal tensors, for callers that append computations. */
+export interface VitTensors {
+  pixels: string;
+  /** Tokens entering block 0 (after the pre-blocks norm): [N, T, d]. */
+  embeddings: string;
+  /** Per block: residual stream entering the block [N, T, d]. */
+  residual: string[];
+  /** Per block: LN1 output [N, T, d]. */
+  ln: string[];
+  /** Per block: attention probabilities [N, H, T, T]. */
+  attention: string[];
+  /** After the final norm [N, T, d]. */
+  final: string;
+  /** Pooled features [N, d'] (absent for pooling 'none' without a CLS token). */
+  features?: string;
+  /** Logits [N, classes] when the spec has a head. */
+  logits?: string;
+  layout: TokenLayout;
+}
+
+export interface VitGraphOptions {
+  outputs: VitOutputs;
+  /** Input image size [H, W]; default spec.imageSize. Other sizes interpolate the position embedding. */
+  imageSize?: [number, number];
+  /**
+   * Replacement weights in canonical layout (PyTorch [out, in]), keyed like
+   * `blocks.3.q.weight`, `blocks.3.q.bias`, `head.weight` (see `paramKey`).
+   */
+  weights?: Record<string, Float32Array>;
+  /** Canonical keys of weights to expose as graph inputs with a default (fed per run). */
+  overridable?: string[];
+  /** Appends computations; outputs it declares with `g.output` are returned as extras. */
+  extend?: (g: OnnxGraph, t: VitTensors) => void;
+}
+
+/** How a canonical weight maps onto an initializer (for per-run overrides). */
+export interface ParamBinding {
+  init: string;
+  /** Canonical [out, in] (or vector) -> initializer layout. */
+  transform: (canonical: Float32Array) => Float32Array;
+  canonicalShape: number[];
+  /** The initializer's dims. */
+  dims: number[];
+}
+
+export interface VitGraph {
+  graph: OnnxGraph;
+  tensors: VitTensors;
+  layout: TokenLayout;
+  /** Output name -> dims (with 'batch' for N), for the outputs the caller asked for. */
+  outputDims: Map<string, (number | string)[]>;
+  /** Block indices per layered output. */
+  layers: { ln: number[]; residual: number[]; attention: number[] };
+  /** Overridable weights by canonical key. */
+  params: Map<string, ParamBinding>;
+  /** Names of outputs added by `extend`. */
+  extraOutputs: string[];
+  /** Model FLOPs per image (multiply-adds x 2) of the forward pass, for benchmarks. */
+  flopsPerImage: number;
+}
+
+export function resolveLayers(sel: LayerSelection | undefined, layers: number, flag = 'layers'): number[] {
+  if (sel === undefined) return [];
+  if (sel === 'all') return Array.from({ length: layers }, (_, i) => i);
+  for (const l of sel) {
+    if (!Number.isInteger(l) || l < 0 || l >= layers) {
+      throw new UserError(`--${flag}: layer ${l} is out of range; the model has layers 0..${layers - 1}`);
+    }
+  }
+  return [...new Set(sel)].sort((a, b) => a - b);
+}
+
+function toF32(a: ArrayLike<number>): Float32Array {
+  return a instanceof Float32Array ? a : Float32Array.from(a);
+}
+
+function numel(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+function transpose2(w: Float32Array, rows: number, cols: number, scale = 1): Float32Array {
+  const t = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = w[r * cols + c] * scale;
+  return t;
+}
+
+function scaled(v: Float32Array, s: number): Float32Array {
+  if (s === 1) return v;
+  const o = new Float32Array(v.length);
+  for (let i = 0; i < v.length; i++) o[i] = v[i] * s;
+  return o;
+}
+
+/** Builds the graph. Loads the weights it needs through `loadWeight` (async). */
+export async function buildVitGraph(spec: VitSpec, opts: VitGraphOptions): Promise<VitGraph> {
+  if (spec.modality !== 'vision' || !spec.patchEmbed) {
+    throw new UserError(`${spec.modelId}: only vision models can be run (this spec has no patch embedding)`);
+  }
+  const imageSize = opts.imageSize ?? spec.imageSize;
+  const layout = tokenLayout(spec, imageSize);
+  const { width: d, heads: H, headDim: dh, layers: L } = spec;
+  const T = layout.tokens;
+  const nS = layout.patchStart;
+  const [gh, gw] = layout.grid;
+  if (spec.kvHeads !== H) throw new UserError(`${spec.modelId}: grouped-query attention (kvHeads ${spec.kvHeads} != heads ${H}) is not supported by the runtime`);
+  const sel = {
+    ln: resolveLayers(opts.outputs.ln, L),
+    residual: resolveLayers(opts.outputs.residual, L),
+    attention: resolveLayers(opts.outputs.attention, L),
+  };
+  const overrides = opts.weights ?? {};
+  const overridable = new Set(opts.overridable ?? []);
+  const params = new Map<string, ParamBinding>();
+  const g = new OnnxGraph(spec.modelId);
+  let flops = 0;
+
+  const load = async (key: string, ref: WeightRef): Promise<Float32Array> => {
+    const o = overrides[key];
+    if (o) {
+      if (o.length !== numel(ref.shape)) throw new Error(`weight override ${key}: ${o.length} values, expected shape [${ref.shape}]`);
+      return o;
+    }
+    return toF32(await loadWeight(ref));
+  };
+
+  /** A weight initializer registered under its canonical key (overridable if asked). */
+  const param = (key: string, dims: number[], data: Float32Array, canonicalShape: number[], transform: (c: Float32Array) => Float32Array): string => {
+    const init = g.init(key, dims, data, { overridable: overridable.has(key) });
+    params.set(key, { init, transform, canonicalShape, dims });
+    return init;
+  };
+
+  /** y = x Wᵀ + b, with W pre-transposed to [in, out]; `scale` is folded into W and b. */
+  const linear = async (x: string, lin: LinearSpec, key: string, rowsIn: number, scale = 1): Promise<{ y: string; out: number }> => {
+    const [out, inn] = lin.weight.shape.length === 2 ? lin.weight.shape : [lin.weight.shape[0], numel(lin.weight.shape.slice(1))];
+    const w = await load(`${key}.weight`, lin.weight);
+    const tr = (c: Float32Array) => transpose2(c, out, inn, scale);
+    const wi = param(`${key}.weight`, [inn, out], tr(w), [out, inn], tr);
+    let y = g.matmul(x, wi, key.replace(/\./g, '_'));
+    flops += 2 * rowsIn * inn * out;
+    if (lin.bias) {
+      const b = await load(`${key}.bias`, lin.bias);
+      const trb = (c: Float32Array) => scaled(c, scale);
+      y = g.add(y, param(`${key}.bias`, [out], trb(b), [out], trb));
+    }
+    return { y, out };
+  };
+
+  const norm = async (x: string, n: NormSpec, key: string, dim: number): Promise<string> => {
+    const id = (c: Float32Array) => c;
+    const w = n.weight ? param(`${key}.weight`, [dim], await load(`${key}.weight`, n.weight), [dim], id) : g.floats(Array(dim).fill(1));
+    const inputs = [x, w];
+    if (n.bias) inputs.push(param(`${key}.bias`, [dim], await load(`${key}.bias`, n.bias), [dim], id));
+    return g.op('LayerNormalization', inputs, { axis: -1, epsilon: { f: n.eps } }, { name: key.replace(/\./g, '_') });
+  };
+
+  const activation = (x: string, act: Activation): string => {
+    switch (act) {
+      case 'gelu':
+        return g.op('Gelu', [x], {}, { domain: MS_DOMAIN });
+      case 'gelu_tanh':
+        return g.op('FastGelu', [x], {}, { domain: MS_DOMAIN });
+      case 'quick_gelu':
+        return g.op('QuickGelu', [x], { alpha: { f: 1.702 } }, { domain: MS_DOMAIN });
+      case 'relu':
+        return g.op('Relu', [x]);
+      case 'silu':
+        return g.mul(x, g.op('Sigmoid', [x]));
+    }
+  };
+
+  // ---- embeddings --------------------------------------------------------------------
+  const pixels = g.input('pixels', ['batch', spec.channels, imageSize[0], imageSize[1]]);
+  const p = spec.patchSize;
+  const pe = spec.patchEmbed;
+  const peW = await load('patchEmbed.weight', pe.weight);
+  if (peW.length !== d * spec.channels * p * p) {
+    throw new Error(`${spec.modelId}: patch embedding has ${peW.length} values, expected ${d}x${spec.channels}x${p}x${p}`);
+  }
+  const id = (c: Float32Array) => c;
+  const convInputs = [pixels, param('patchEmbed.weight', [d, spec.channels, p, p], peW, pe.weight.shape, id)];
+  if (pe.bias) convInputs.push(param('patchEmbed.bias', [d], await load('patchEmbed.bias', pe.bias), [d], id));
+  const conv = g.op('Conv', convInputs, { kernel_shape: [p, p], strides: [p, p] }, { name: 'patch_embed' });
+  flops += 2 * layout.patches * d * spec.channels * p * p;
+  let patches = g.transpose(g.reshape(conv, [0, d, -1]), [0, 2, 1], 'patches'); // [N, P, d]
+
+  // Position embedding: rows [0, special) belong to the first special tokens, the rest to patches.
+  let posSpecial: Float32Array | undefined;
+  if (spec.posEmbed) {
+    const pos = await load('posEmbed.weight', spec.posEmbed.weight);
+    const ns = spec.posEmbed.special;
+    const [ph, pw] = spec.posEmbed.grid;
+    if (pos.length !== (ns + ph * pw) * d) {
+      throw new Error(`${spec.modelId}: position embedding has ${pos.length / d} rows, expected ${ns} + ${ph}x${pw}`);
+    }
+    if (ns > nS) throw new Error(`${spec.modelId}: position embedding has ${ns} special rows but only ${nS} special tokens`);
+    posSpecial = pos.subarray(0, ns * d);
+    let posPatch: Float32Array = pos.subarray(ns * d);
+    if (ph !== gh || pw !== gw) {
+      const mode = spec.family.startsWith('timm') ? 'bicubic-aa' : 'bicubic';
+      posPatch = Float32Array.from(resizeGridF64(posPatch, ph, pw, d, gh, gw, mode));
+    }
+    patches = g.add(patches, g.init('posEmbed.patches', [layout.patches, d], Float32Array.from(posPatch)), 'patches_pos');
+  }
+
+  let x = patches;
+  if (nS > 0) {
+    const special = new Float32Array(nS * d);
+    const cls = spec.clsToken && (await load('clsToken', spec.clsToken));
+    const dist = spec.distToken && (await load('distToken', spec.distToken));
+    const regs = spec.registerTokens && (await load('registerTokens', spec.registerTokens));
+    const nReg = registerCount(spec);
+    let r = 0;
+    layout.special.forEach((t, i) => {
+      let src: Float32Array | undefined;
+      if (t === 'cls') src = cls;
+      else if (t === 'dist') src = dist;
+      else if (t === 'reg' && regs) {
+        const ri = r++ % nReg;
+        src = regs.subarray(ri * d, ri * d + d);
+      }
+      if (!src || src.length < d) throw new Error(`${spec.modelId}: special token '${t}' has no weight`);
+      for (let c = 0; c < d; c++) special[i * d + c] = src[c] + (posSpecial && i * d < posSpecial.length ? posSpecial[i * d + c] : 0);
+    });
+    const sInit = g.init('specialTokens', [1, nS, d], special);
+    const batch = g.slice(g.op('Shape', [pixels]), 0, 0, 1, 'batch_dim');
+    const shape = g.op('Concat', [batch, g.ints([nS, d])], { axis: 0 }, { name: 'special_shape' });
+    const sp = g.op('Expand', [sInit, shape], {}, { name: 'special' });
+    x = g.op('Concat', [sp, patches], { axis: 1 }, { name: 'tokens' });
+  }
+  if (spec.preNorm) x = await norm(x, spec.preNorm, 'preNorm', d);
+  const embeddings = x;
+
+  // ---- blocks ------------------------------------------------------------------------
+  const tensors: VitTensors = { pixels, embeddings, residual: [], ln: [], attention: [], final: '', layout };
+  const invSqrt = 1 / Math.sqrt(dh);
+  const rows = T; // per image
+  for (let l = 0; l < spec.blocks.length; l++) {
+    const b = spec.blocks[l];
+    const key = `blocks.${l}`;
+    tensors.residual.push(x);
+    const ln = await norm(x, b.norm1, `${key}.norm1`, d);
+    tensors.ln.push(ln);
+    const q = await linear(ln, b.q, `${key}.q`, rows, invSqrt);
+    const k = await linear(ln, b.k, `${key}.k`, rows);
+    const v = await linear(ln, b.v, `${key}.v`, rows);
+    const qh = g.transpose(g.reshape(q.y, [0, 0, H, dh]), [0, 2, 1, 3], `${key}_qh`); // [N,H,T,dh]
+    const kh = g.transpose(g.reshape(k.y, [0, 0, H, dh]), [0, 2, 3, 1], `${key}_kh`); // [N,H,dh,T]
+    const vh = g.transpose(g.reshape(v.y, [0, 0, H, dh]), [0, 2, 1, 3], `${key}_vh`); // [N,H,T,dh]
+    let scores = g.matmul(qh, kh, `${key}_scores`);
+    flops += 2 * 2 * H * T * T * dh;
+    if (b.relPosBias) scores = g.add(scores, g.init(`${key}.relPosBias`, [H, T, T], await relPosBias(spec, b.relPosBias, layout)));
+    const attn = g.op('Softmax', [scores], { axis: -1 }, { name: `${key}_attention` });
+    tensors.attention.push(attn);
+    const ctx = g.reshape(g.transpose(g.matmul(attn, vh, `${key}_ctx`), [0, 2, 1, 3]), [0, 0, H * dh]);
+    let a = (await linear(ctx, b.o, `${key}.o`, rows)).y;
+    if (b.ls1) a = g.mul(a, param(`${key}.ls1`, [d], await load(`${key}.ls1`, b.ls1), [d], id));
+    x = g.add(x, a, `${key}_resid_attn`);
+    const ln2 = await norm(x, b.norm2, `${key}.norm2`, d);
+    let m: string;
+    if (b.mlp.kind === 'mlp') {
+      const h1 = await linear(ln2, b.mlp.fc1, `${key}.fc1`, rows);
+      m = (await linear(activation(h1.y, spec.activation), b.mlp.fc2, `${key}.fc2`, rows)).y;
+    } else {
+      const h12 = await linear(ln2, b.mlp.w12, `${key}.w12`, rows);
+      const half = h12.out / 2;
+      const [x1, x2] = g.opN('Split', [h12.y, g.ints([half, half])], 2, { axis: -1 }, { name: `${key}_swiglu_split` });
+      m = (await linear(g.mul(g.mul(x1, g.op('Sigmoid', [x1])), x2), b.mlp.w3, `${key}.w3`, rows)).y;
+    }
+    if (b.ls2) m = g.mul(m, param(`${key}.ls2`, [d], await load(`${key}.ls2`, b.ls2), [d], id));
+    x = g.add(x, m, `${key}_out`);
+  }
+
+  // ---- head --------------------------------------------------------------------------
+  const final = spec.finalNorm ? await norm(x, spec.finalNorm, 'finalNorm', d) : x;
+  tensors.final = final;
+  const tokenAt = (i: number, name: string) => g.op('Gather', [final, g.ints([i], [])], { axis: 1 }, { name });
+  const patchMean = () => g.reduceMean(g.slice(final, 1, nS, T), [1], false, 'patch_mean');
+  let pooled: string | undefined;
+  const headIn = spec.head ? spec.head.weight.shape[spec.head.weight.shape.length - 1] : d;
+  if (spec.pooling === 'cls' && layout.cls !== null) {
+    pooled = tokenAt(layout.cls, 'cls_token');
+    // DINOv2's classifier reads [CLS, mean of patch tokens].
+    if (spec.head && headIn === 2 * d) pooled = g.op('Concat', [pooled, patchMean()], { axis: 1 }, { name: 'cls_mean' });
+  } else if (spec.pooling === 'mean') {
+    pooled = patchMean();
+  } else if (spec.pooling === 'cls') {
+    throw new Error(`${spec.modelId}: pooling 'cls' without a CLS token`);
+  } else {
+    pooled = layout.cls !== null ? tokenAt(layout.cls, 'cls_token') : patchMean();
+  }
+  if (spec.fcNorm && pooled) pooled = await norm(pooled, spec.fcNorm, 'fcNorm', headIn);
+  tensors.features = pooled;
+  if (spec.head && pooled && spec.pooling !== 'none') {
+    let logits = (await linear(pooled, spec.head, 'head', 1)).y;
+    if (spec.distHead) {
+      if (layout.dist === null) throw new Error(`${spec.modelId}: distillation head without a distillation token`);
+      const dl = (await linear(tokenAt(layout.dist, 'dist_token'), spec.distHead, 'distHead', 1)).y;
+      logits = g.mul(g.add(logits, dl), g.floats([0.5], []), 'logits_mean');
+    }
+    tensors.logits = logits;
+  }
+
+  // ---- outputs -----------------------------------------------------------------------
+  const outputDims = new Map<string, (number | string)[]>();
+  for (const l of sel.ln) outputDims.set(g.output(`ln.${l}`, tensors.ln[l]), ['batch', T, d]);
+  for (const l of sel.residual) outputDims.set(g.output(`residual.${l}`, tensors.residual[l]), ['batch', T, d]);
+  for (const l of sel.attention) outputDims.set(g.output(`attention.${l}`, tensors.attention[l]), ['batch', H, T, T]);
+  if (opts.outputs.logits && tensors.logits) {
+    const classes = spec.head!.weight.shape[0];
+    outputDims.set(g.output('logits', tensors.logits), ['batch', classes]);
+  }
+  if (opts.outputs.features && tensors.features) outputDims.set(g.output('features', tensors.features), ['batch', headIn]);
+  if (opts.outputs.final) outputDims.set(g.output('final', tensors.final), ['batch', T, d]);
+  const before = g.outputs.length;
+  opts.extend?.(g, tensors);
+  const extraOutputs = g.outputs.slice(before).map((o) => o.name!);
+  if (g.outputs.length === 0) throw new UserError('nothing to compute: ask for at least one output (ln, residual, attention, logits, features)');
+  return { graph: g, tensors, layout, outputDims, layers: sel, params, extraOutputs, flopsPerImage: flops };
+}
+
+/**
+ * BEiT's relative position bias for the current layout, gathered to [H, T, T]. Index
+ * (query i, key j): patches use (Δrow + Wh−1)(2Ww−1) + (Δcol + Ww−1); CLS→token n−3,
+ * token→CLS n−2, CLS→CLS n−1 (n = table rows).
+ */
+async function relPosBias(spec: VitSpec, rp: NonNullable<VitSpec['blocks'][number]['relPosBias']>, layout: TokenLayout): Promise<Float32Array> {
+  const [wh, ww] = rp.window;
+  if (wh !== layout.grid[0] || ww !== layout.grid[1]) {
+    throw new UserError(
+      `${spec.modelId}: relative position bias was built for a ${wh}x${ww} patch grid; run at ${wh * spec.patchSize}x${ww * spec.patchSize} (interpolating BEiT's bias table is not supported)`,
+    );
+  }
+  if (layout.patchStart > 1) throw new Error(`${spec.modelId}: relative position bias with more than one special token`);
+  const table = toF32(await loadWeight(rp.table));
+  const H = spec.heads;
+  const n = table.length / H;
+  if (n !== (2 * wh - 1) * (2 * ww - 1) + 3) throw new Error(`${spec.modelId}: relative position table has ${n} rows, expected ${(2 * wh - 1) * (2 * ww - 1) + 3}`);
+  const T = layout.tokens;
+  const s = layout.patchStart; // 0 or 1
+  const out = new Float32Array(H * T * T);
+  for (let i = 0; i < T; i++) {
+    for (let j = 0; j < T; j++) {
+      let idx: number;
+      if (s === 1 && i === 0 && j === 0) idx = n - 1;
+      else if (s === 1 && i === 0) idx = n - 3;
+      else if (s === 1 && j === 0) idx = n - 2;
+      else {
+        const pi = i - s;
+        const pj = j - s;
+        const dr = Math.floor(pi / ww) - Math.floor(pj / ww) + wh - 1;
+        const dc = (pi % ww) - (pj % ww) + ww - 1;
+        idx = dr * (2 * ww - 1) + dc;
+      }
+      for (let h = 0; h < H; h++) out[(h * T + i) * T + j] = table[idx * H + h];
+    }
+  }
+  return out;
+}

@@ -1,0 +1,229 @@
+/**
+ * The library entry point for running a ViT: build the graph from a VitSpec, open an
+ * onnxruntime-node session, run batches of pixels, get typed arrays back.
+ *
+ *   const rt = await VitRuntime.create(spec, { outputs: { ln: 'all', attention: [0, 11], logits: true } });
+ *   const r = await rt.run(pixels, n);   // r.ln: [n, L, T, d], r.attention: [n, 2, H, T, T] ...
+ *   await rt.close();
+ */
+import { mkdtempSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import ort from 'onnxruntime-node';
+import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
+import type { VitSpec } from '../arch/spec.js';
+import { UserError } from '../errors.js';
+import { executionProviders, type Device } from './device.js';
+import type { OnnxGraph } from './onnx-graph.js';
+import { buildVitGraph, type ParamBinding, type VitGraphOptions, type VitOutputs, type VitTensors } from './vit-graph.js';
+import type { TokenLayout } from './tokens.js';
+
+export interface VitRuntimeOptions extends VitGraphOptions {
+  outputs: VitOutputs;
+  /** 'cpu' (default) or 'cuda' (needs onnxruntime-node's CUDA provider; see device.ts). */
+  device?: Device;
+  /** CPU threads for one operator (onnxruntime intraOpNumThreads); default: onnxruntime's choice. */
+  threads?: number;
+  /**
+   * Serialise weights to an external-data file in a temp folder instead of one protobuf
+   * buffer. Default: only when the weights exceed protobuf's limit (about 1.8 GB).
+   */
+  externalData?: boolean;
+}
+
+export interface RunResult {
+  n: number;
+  /** [n, ln layers, T, d] */
+  ln?: Float32Array;
+  /** [n, residual layers, T, d] */
+  residual?: Float32Array;
+  /** [n, attention layers, H, T, T] */
+  attention?: Float32Array;
+  /** [n, classes] */
+  logits?: Float32Array;
+  /** [n, d'] */
+  features?: Float32Array;
+  /** [n, T, d] */
+  final?: Float32Array;
+  /** Outputs appended by `extend`, with their dims. */
+  extra: Record<string, { data: Float32Array; dims: number[] }>;
+}
+
+export interface RunOptions {
+  /** Per-run weights for keys built `overridable`, canonical layout ([out, in] for linears). */
+  weights?: Record<string, Float32Array>;
+}
+
+const EXTERNAL_THRESHOLD = 1.8e9;
+
+/** Writes model + weights to a temp folder (external data) and returns the model path. */
+function writeExternal(g: OnnxGraph, dir: string): string {
+  const dataName = 'weights.bin';
+  const fd = openSync(join(dir, dataName), 'w');
+  const model = g.toModel();
+  let offset = 0;
+  try {
+    for (const t of model.graph!.initializer!) {
+      const raw = t.rawData;
+      if (!raw || raw.byteLength < 1024) continue;
+      const pad = (4096 - (offset % 4096)) % 4096;
+      if (pad) writeSync(fd, new Uint8Array(pad), 0, pad, offset);
+      offset += pad;
+      let done = 0;
+      while (done < raw.byteLength) done += writeSync(fd, raw, done, raw.byteLength - done, offset + done);
+      t.externalData = [
+        { key: 'location', value: dataName },
+        { key: 'offset', value: String(offset) },
+        { key: 'length', value: String(raw.byteLength) },
+      ];
+      t.dataLocation = 1; // EXTERNAL
+      t.rawData = null;
+      offset += raw.byteLength;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  const path = join(dir, 'model.onnx');
+  writeFileSync(path, g.encodeModel(model));
+  return path;
+}
+
+export class VitRuntime {
+  private constructor(
+    readonly spec: VitSpec,
+    private readonly defaults: Map<string, { data: Float32Array; dims: number[] }>,
+    private session: InferenceSession | null,
+    readonly layout: TokenLayout,
+    /** Block indices behind each layered output. */
+    readonly layers: { ln: number[]; residual: number[]; attention: number[] },
+    /** Output name -> dims ('batch' for N). */
+    readonly outputDims: Map<string, (number | string)[]>,
+    private readonly params: Map<string, ParamBinding>,
+    readonly extraOutputs: string[],
+    /** Forward-pass FLOPs per image (2 x multiply-adds). */
+    readonly flopsPerImage: number,
+    readonly tensors: VitTensors,
+    readonly device: Device,
+  ) {}
+
+  static async create(spec: VitSpec, opts: VitRuntimeOptions): Promise<VitRuntime> {
+    const device = opts.device ?? 'cpu';
+    const providers = executionProviders(device);
+    if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads < 1)) {
+      throw new UserError(`--threads ${opts.threads}: give a positive whole number`);
+    }
+    const built = await buildVitGraph(spec, opts);
+    const sessionOptions: InferenceSession.SessionOptions = {
+      executionProviders: providers,
+      graphOptimizationLevel: 'all',
+      executionMode: 'sequential',
+      interOpNumThreads: 1,
+      ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
+      logSeverityLevel: 3,
+    };
+    const useExternal = opts.externalData ?? built.graph.weightBytes() > EXTERNAL_THRESHOLD;
+    let session: InferenceSession;
+    try {
+      if (useExternal) {
+        const dir = mkdtempSync(join(tmpdir(), 'qkscope-onnx-'));
+        try {
+          const path = writeExternal(built.graph, dir);
+          session = await ort.InferenceSession.create(path, sessionOptions);
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      } else {
+        session = await ort.InferenceSession.create(built.graph.encode({ release: true }), sessionOptions);
+      }
+    } catch (e) {
+      if (device === 'cuda') {
+        throw new UserError(`--device cuda: onnxruntime could not start the CUDA provider (${(e as Error).message.split('\n')[0]}); check the CUDA 12 / cuDNN 9 libraries or use --device cpu`);
+      }
+      throw e;
+    }
+    const defaults = new Map<string, { data: Float32Array; dims: number[] }>();
+    for (const name of built.graph.overridableNames()) {
+      const t = built.graph.initializers.get(name)!;
+      defaults.set(name, { data: t.data, dims: t.dims });
+    }
+    return new VitRuntime(
+      spec,
+      defaults,
+      session,
+      built.layout,
+      built.layers,
+      built.outputDims,
+      built.params,
+      built.extraOutputs,
+      built.flopsPerImage,
+      built.tensors,
+      device,
+    );
+  }
+
+  /** Names of the session's outputs. */
+  get outputNames(): readonly string[] {
+    return this.session?.outputNames ?? [];
+  }
+
+  /** Keys of weights that can be replaced per run. */
+  get overridableWeights(): string[] {
+    return [...this.params.keys()].filter((k) => this.defaults.has(this.params.get(k)!.init));
+  }
+
+  /**
+   * Runs `n` images: `pixels` is [n, C, H, W] float32, already normalised. Returns the
+   * requested outputs, stacked over the selected layers.
+   */
+  async run(pixels: Float32Array, n: number, opts: RunOptions = {}): Promise<RunResult> {
+    if (!this.session) throw new Error('VitRuntime: run after close');
+    const [h, w] = this.layout.imageSize;
+    const C = this.spec.channels;
+    if (!Number.isInteger(n) || n < 1 || pixels.length !== n * C * h * w) {
+      throw new UserError(`pixels: expected ${n} x ${C} x ${h} x ${w} = ${n * C * h * w} values, got ${pixels.length}`);
+    }
+    const feeds: Record<string, OrtTensor> = { pixels: new ort.Tensor('float32', pixels, [n, C, h, w]) };
+    for (const [key, data] of Object.entries(opts.weights ?? {})) {
+      const p = this.params.get(key);
+      if (!p || !this.defaults.has(p.init)) {
+        throw new Error(`VitRuntime.run: weight ${key} was not built overridable (pass it in options.overridable)`);
+      }
+      const size = p.canonicalShape.reduce((a, b) => a * b, 1);
+      if (data.length !== size) throw new Error(`VitRuntime.run: weight ${key} needs ${size} values, got ${data.length}`);
+      const t = p.transform(data);
+      feeds[p.init] = new ort.Tensor('float32', t, p.dims);
+    }
+    for (const [name, t] of this.defaults) if (!feeds[name]) feeds[name] = new ort.Tensor('float32', t.data, t.dims);
+    const out = await this.session.run(feeds);
+    const get = (name: string) => out[name].data as Float32Array;
+    const res: RunResult = { n, extra: {} };
+    const T = this.layout.tokens;
+    const d = this.spec.width;
+    const H = this.spec.heads;
+    const stack = (prefix: string, layers: number[], per: number): Float32Array | undefined => {
+      if (layers.length === 0) return undefined;
+      if (layers.length === 1) return get(`${prefix}.${layers[0]}`);
+      const L = layers.length;
+      const o = new Float32Array(n * L * per);
+      layers.forEach((l, j) => {
+        const src = get(`${prefix}.${l}`);
+        for (let i = 0; i < n; i++) o.set(src.subarray(i * per, (i + 1) * per), (i * L + j) * per);
+      });
+      return o;
+    };
+    res.ln = stack('ln', this.layers.ln, T * d);
+    res.residual = stack('residual', this.layers.residual, T * d);
+    res.attention = stack('attention', this.layers.attention, H * T * T);
+    if (out.logits) res.logits = get('logits');
+    if (out.features) res.features = get('features');
+    if (out.final) res.final = get('final');
+    for (const name of this.extraOutputs) res.extra[name] = { data: get(name), dims: out[name].dims.map(Number) };
+    return res;
+  }
+
+  async close(): Promise<void> {
+    const s = this.session;
+    this.session = null;
+    await s?.release();
+  }
+}

@@ -1,0 +1,40 @@
+import { weightedMeanBand } from '../analysis/chance.js';
+import type { Band } from '../analysis/types.js';
+import type { SvdSummary } from './svd-run.js';
+
+export interface LayerCurve {
+  label: string;
+  d: number;
+  depth: number[];
+  value: number[];
+  band95: { lo: number[]; hi: number[] };
+}
+
+/**
+ * One model's curve for the compare figure: per layer, the mean over heads of the head score.
+ * Its chance band: the layer mean is Σ_h Σ_n (w_hn / H) c_hn with independent random c, so the
+ * same weighted-sum band applies with the concatenated weights divided by H.
+ */
+export function layerCurve(s: SvdSummary, statistic: 'weighted' | 'plain'): LayerCurve {
+  const d = s.dims.width;
+  const lo: number[] = [];
+  const hi: number[] = [];
+  for (const l of s.layers) {
+    const H = l.heads.length;
+    const w: number[] = [];
+    for (const h of l.heads) {
+      const sum = h.sigma.reduce((a, b) => a + b, 0);
+      for (const sg of h.sigma) w.push(statistic === 'plain' || sum === 0 ? 1 / h.sigma.length / H : sg / sum / H);
+    }
+    const b: Band = weightedMeanBand(d, w, 0.95);
+    lo.push(b.lo);
+    hi.push(b.hi);
+  }
+  return {
+    label: s.model.id,
+    d,
+    depth: s.layers.map((l) => l.depth),
+    value: s.layers.map((l) => (statistic === 'plain' ? l.mean_plain_cosine : l.mean_weighted_cosine)),
+    band95: { lo, hi },
+  };
+}
