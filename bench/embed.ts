@@ -106,7 +106,7 @@ export async function matmulRate(threads?: number, seconds = 3): Promise<number>
   const a = g.input('a', [M, K]);
   const w = new Float32Array(K * N).map((_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5);
   g.output('y', g.matmul(a, g.init('w', [K, N], w)));
-  const s = await ort.InferenceSession.create(g.encode(), {
+  const s = await ort.InferenceSession.create(await g.encode(), {
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
     interOpNumThreads: 1,

@@ -15,7 +15,7 @@
  *
  * Numerics. Cholesky-QR squares the condition number: Q_q's columns are orthonormal only to
  * ≈ ε·κ(W_q)². So κ is estimated from R_q (power iteration on R and R⁻¹) and:
- *   κ·2 ≤ 300    → Cholesky-QR ('cholqr'; orthogonality ≲ 2e-11; random and typical trained
+ *   κ·2 ≤ 1000   → Cholesky-QR ('cholqr'; orthogonality ≲ ε·κ² ≈ 5e-11 worst case, ~1e-13 seen; random and typical trained
  *                  weights have κ of a few to a few tens);
  *   κ·2 ≤ 1e6    → CholeskyQR2 ('cholqr2'): Q1 = W_qᵀR⁻¹ is formed and factored again,
  *                  which restores orthogonality to O(ε) for κ well below ε^{-1/2};
@@ -32,13 +32,13 @@
  * σ-weighted head score (they do count in the plain mean).
  */
 import { Arena, roundUp } from '../linalg/kernels.js';
-import { choleskyUpperInPlace, condEstimateUpper, householderLQInPlace, invUpper } from '../linalg/dense.js';
+import { condEstimateUpper, householderLQInPlace } from '../linalg/dense.js';
 import { EPS, completeOrthonormalRows, jacobiRows, orderDescending } from '../linalg/svd.js';
 import type { FloatArray } from '../checkpoint/types.js';
 import type { FactorPath, HeadModes } from './types.js';
 
 /** κ thresholds (with the estimate doubled for safety), see the module comment. */
-export const KAPPA_CHOLQR = 300;
+export const KAPPA_CHOLQR = 1000;
 export const KAPPA_CHOLQR2 = 1e6;
 
 let defaultArena: Arena | undefined;
@@ -78,6 +78,7 @@ interface Layout {
   atu: number;
   atv: number;
   nrm: number;
+  cos: number;
   end: number;
 }
 
@@ -92,7 +93,7 @@ function layout(n: number, d: number): Layout {
     wq: take(big), wk: take(big), bq: take(big), bk: take(big), uo: take(big), vo: take(big),
     g: take(small), ra: take(small), rb: take(small), ria: take(small), rib: take(small), tmp: take(small),
     x: take(small), y: take(small), pr: take(small), sr: take(small), atu: take(small), atv: take(small),
-    nrm: take(n4), end: 0,
+    nrm: take(n4), cos: take(n4), end: 0,
   };
   L.end = o;
   return L;
@@ -144,9 +145,9 @@ function cholInv(ar: Arena, L: Layout, r: number, ri: number): number {
   for (let i = 0; i < n4; i++) for (let j = i < n ? n : 0; j < n4; j++) H[r + i * n4 + j] = 0;
   let tr = 0;
   for (let i = 0; i < n; i++) tr += H[g + i * n4 + i];
-  if (!choleskyUpperInPlace(H, r, n, n4)) return Infinity;
+  if (!ar.cholUpper(r, n, n4)) return Infinity;
   H.fill(0, ri, ri + n4 * n4);
-  if (!invUpper(H, r, n4, H, ri, n4, n)) return Infinity;
+  if (!ar.invUpper(r, ri, n, n4)) return Infinity;
   let zf = 0;
   for (let i = 0; i < n; i++) for (let j = i; j < n; j++) zf += H[ri + i * n4 + j] * H[ri + i * n4 + j];
   const kF = Math.sqrt(tr * zf);
@@ -258,6 +259,9 @@ export function headModes(
   ar.gemmNN(coef(sk, L.sr, L.atv), sk.base, L.vo, n4, d4, n4);
   H = ar.heap;
 
+  // Canonical sign and cosines on the padded rows (padding is zero), then copy out.
+  ar.signCos(L.uo, L.vo, n, d4, d, L.cos);
+  const cosine = Float64Array.from(H.subarray(L.cos, L.cos + n));
   const U = new Float64Array(n * d), V = new Float64Array(n * d);
   if (d === d4) {
     U.set(H.subarray(L.uo, L.uo + n * d));
@@ -267,27 +271,6 @@ export function headModes(
       U.set(H.subarray(L.uo + k * d4, L.uo + k * d4 + d), k * d);
       V.set(H.subarray(L.vo + k * d4, L.vo + k * d4 + d), k * d);
     }
-
-  // Canonical sign, cosines.
-  const cosine = new Float64Array(n);
-  for (let k = 0; k < n; k++) {
-    const o = k * d;
-    let best = 0, bi = 0;
-    for (let i = 0; i < d; i++) {
-      const a = Math.abs(U[o + i]);
-      if (a > best) {
-        best = a;
-        bi = i;
-      }
-    }
-    if (U[o + bi] < 0) {
-      for (let i = 0; i < d; i++) {
-        U[o + i] = -U[o + i];
-        V[o + i] = -V[o + i];
-      }
-    }
-    cosine[k] = dot(U, V, o, o, d);
-  }
 
   const relGap = new Float64Array(n);
   const s1 = sigma[0];

@@ -163,6 +163,18 @@ export class Weights {
     return { source: this.source, name: this.prefix + name, rows: [r0, r1], shape: [r1 - r0, ...rest] };
   }
 
+  /**
+   * A Conv1D weight stored [in, out] (GPT-2) as a canonical [out, in] ref; `rows` selects
+   * canonical rows (stored columns) of a fused one such as `c_attn` [d, 3d].
+   */
+  transposed(name: string, out: number, inn: number, rows?: [number, number]): WeightRef {
+    const info = this.info(name);
+    if (!same(info.shape, [inn, out])) throw this.shapeError(name, info.shape, [inn, out], 'a Conv1D weight stored [in, out]');
+    const r: WeightRef = { source: this.source, name: this.prefix + name, transposed: true, shape: rows ? [rows[1] - rows[0], inn] : [out, inn] };
+    if (rows) r.rows = rows;
+    return r;
+  }
+
   shapeError(name: string, got: number[], want: number[], why?: string): UserError {
     return new UserError(
       `${this.file}: tensor ${this.prefix + name} has shape ${fmt(got)} but ${fmt(want)} was expected` +
@@ -389,14 +401,15 @@ export function posGrid(
 }
 
 /** Fills the derived fields and checks the pieces fit together. */
-export function finishSpec(spec: Omit<VitSpec, 'headDim' | 'kvHeads' | 'layers'> & { kvHeads?: number }): VitSpec {
+export function finishSpec(spec: Omit<VitSpec, 'headDim' | 'kvHeads' | 'layers'> & { kvHeads?: number; headDim?: number }): VitSpec {
   const out: VitSpec = {
     ...spec,
-    headDim: spec.width / spec.heads,
+    headDim: spec.headDim ?? spec.width / spec.heads,
     kvHeads: spec.kvHeads ?? spec.heads,
     layers: spec.blocks.length,
   };
   if (!out.notes?.length) delete out.notes;
+  for (const k of Object.keys(out) as (keyof VitSpec)[]) if (out[k] === undefined) delete out[k];
   return out;
 }
 

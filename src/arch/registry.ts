@@ -15,6 +15,9 @@ import { hfVitMsn } from './families/hf-vit-msn.js';
 import { ijepaRelease } from './families/ijepa-release.js';
 import { simmim } from './families/simmim.js';
 import { timmVit } from './families/timm-vit.js';
+import { textBert, textRoberta } from './families/text-bert.js';
+import { textGpt2 } from './families/text-gpt2.js';
+import { textLlama } from './families/text-llama.js';
 
 export type { BuildInput } from './adapter.js';
 
@@ -40,6 +43,11 @@ export const ADAPTERS: readonly Adapter[] = [
   ijepaRelease,
   simmim,
   timmVit,
+  // Text transformers, for the modality-agnostic weight analysis only.
+  textGpt2,
+  textBert,
+  textRoberta,
+  textLlama,
 ];
 
 const BY_MODEL_TYPE: ReadonlyMap<string, Adapter> = new Map(ADAPTERS.flatMap((a) => (a.modelTypes ?? []).map((t) => [t, a] as const)));
@@ -64,7 +72,7 @@ export function findAdapter(input: BuildInput): Adapter {
   for (const a of ADAPTERS) if (a.detect?.(input)) return a;
   const where = input.source.location;
   const supported = `supported model_type values: ${supportedModelTypes().join(', ')}; also timm VisionTransformer configs ("architecture": vit_*, deit_*, deit3_*, beit_*) and SimMIM / I-JEPA release checkpoints`;
-  if (typeof mt === 'string') throw new UserError(`${where}: model_type ${JSON.stringify(mt)} is not supported (${supported})`);
+  if (typeof mt === 'string') throw new UserError(`${where}: config.json has model_type ${JSON.stringify(mt)}, which is not supported (${supported})`);
   if (input.config && typeof input.config.architecture === 'string')
     throw new UserError(`${where}: timm architecture ${JSON.stringify(input.config.architecture)} is not supported (${supported})`);
   if (input.config) throw new UserError(`${where}: config.json has no model_type or architecture key (${supported})`);

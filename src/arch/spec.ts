@@ -39,7 +39,11 @@ export interface RelPosBiasSpec {
 
 export interface BlockSpec {
   norm1: NormSpec;
-  /** q, k, v, o: weights [d, d] (q/k/v rows grouped by head: head h owns rows h*d_h..). */
+  /**
+   * q, k, v, o: weights [d, d] (q/k/v rows grouped by head: head h owns rows h*d_h..). Text
+   * models with grouped-query attention have k, v of [kvHeads * d_h, d] and, where d_h * heads
+   * differs from d, q of [heads * d_h, d] and o of [d, heads * d_h].
+   */
   q: LinearSpec;
   k: LinearSpec;
   v: LinearSpec;
@@ -48,8 +52,12 @@ export interface BlockSpec {
   ls1?: WeightRef;
   ls2?: WeightRef;
   norm2: NormSpec;
-  /** MLP. `fc1` may be SwiGLU-packed when `mlp` says so. */
-  mlp: { kind: 'mlp'; fc1: LinearSpec; fc2: LinearSpec } | { kind: 'swiglu'; w12: LinearSpec; w3: LinearSpec };
+  /**
+   * MLP. SwiGLU: `w12` packs [x1; x2] (DINOv2 `weights_in`), hidden = silu(x1) * x2, then `w3`.
+   * Text models with separate projections (LLaMA `gate_proj`/`up_proj`) set `up`: then `w12` is
+   * the gate alone and hidden = silu(w12 x) * (up x). (Text specs are for weight analysis only.)
+   */
+  mlp: { kind: 'mlp'; fc1: LinearSpec; fc2: LinearSpec } | { kind: 'swiglu'; w12: LinearSpec; w3: LinearSpec; up?: LinearSpec };
   relPosBias?: RelPosBiasSpec;
 }
 
@@ -129,6 +137,13 @@ export interface VitSpec {
   distHead?: LinearSpec;
   activation: Activation;
   preprocess?: PreprocessSpec;
+  /**
+   * Post-norm text encoders (BERT, RoBERTa): each block's `norm1` is the LayerNorm that produced
+   * its input (the embeddings LayerNorm for block 0, the previous block's output LayerNorm
+   * otherwise) and `norm2` the attention-output LayerNorm, so `norm1` still describes what the
+   * attention sees; the residual structure differs from pre-norm. Weight analysis only.
+   */
+  postNorm?: boolean;
   /** Free-form notes the adapter wants in the summary (e.g. "predictor of I-JEPA"). */
   notes?: string[];
 }

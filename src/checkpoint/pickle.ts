@@ -76,7 +76,7 @@ function keyOf(k: unknown): string {
 }
 
 function setItem(target: unknown, k: unknown, v: unknown): void {
-  if (typeof target === 'object' && target !== null && !Array.isArray(target) && !(target instanceof Uint8Array)) {
+  if (isDict(target)) {
     Object.defineProperty(target, keyOf(k), { value: v, enumerable: true, writable: true, configurable: true });
   }
   // Anything else (a rebuilt tensor, a number) cannot hold items: ignore, as a placeholder would.

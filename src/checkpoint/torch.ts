@@ -1,7 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { UserError } from '../errors.js';
 import { decode } from './dtype.js';
-import { isDict, PyGlobal, pyClassOf, unpickle, type PyDict } from './pickle.js';
+import { isDict, placeholder, PyGlobal, pyClassOf, unpickle, type PyDict } from './pickle.js';
 import { classify, legacyTorchError, lfsPointerError } from './sniff.js';
 import type { DType, FloatArray, TensorInfo, TensorSource } from './types.js';
 import { ZipReader, type ZipEntry } from './zip.js';
@@ -83,7 +83,16 @@ const TORCH_GLOBALS: Record<string, (args: unknown[]) => unknown> = {
   'torch._utils._rebuild_parameter_with_state': (a) => a[0],
   'torch.nn.parameter.Parameter': (a) => a[0],
   'torch.Size': (a) => (Array.isArray(a[0]) ? [...a[0]] : []),
+  // Tensors of a subclass, or with Python attributes: (func, type, args, state) → func(*args).
+  'torch._tensor._rebuild_from_type_v2': rebuildFromType,
+  'torch._tensor._rebuild_from_type': rebuildFromType,
 };
+
+function rebuildFromType(a: unknown[]): unknown {
+  const [fn, , args] = a;
+  if (fn instanceof PyGlobal && fn.call && Array.isArray(args)) return fn.call(args);
+  return placeholder('torch._tensor._rebuild_from_type_v2', a);
+}
 
 /**
  * A checkpoint written by torch.save (the zip format, default since torch 1.6). `root` is the

@@ -41,7 +41,7 @@ export function compareCommand(): Command {
       }
       const { spec, close } = await loadSpec(input, flags);
       try {
-        summaries.push(await runSvd(spec, { threads: flags.threads }));
+        summaries.push(await runSvd(spec, { threads: flags.threads, input }));
       } finally {
         await close();
       }

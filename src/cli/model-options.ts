@@ -3,6 +3,7 @@ import { openModel } from '../checkpoint/open.js';
 import { buildSpec } from '../arch/registry.js';
 import type { VitSpec } from '../arch/spec.js';
 import { UserError } from '../errors.js';
+import { basename, resolve } from 'node:path';
 
 /** Flags every command that takes a <model> shares. */
 export interface ModelFlags {
@@ -31,7 +32,7 @@ export function positiveInt(flag: string) {
 /** Opens a model given on the command line and maps it to the canonical spec. */
 export async function loadSpec(input: string, flags: ModelFlags): Promise<{ spec: VitSpec; close: () => Promise<void> }> {
   const opened = await openModel(input, {
-    offline: flags.offline || process.env.HF_HUB_OFFLINE === '1',
+    offline: flags.offline, // openModel itself honours HF_HUB_OFFLINE with Python's rules
     revision: flags.revision,
     part: flags.part,
   });
@@ -40,7 +41,7 @@ export async function loadSpec(input: string, flags: ModelFlags): Promise<{ spec
       config: opened.config,
       preprocessorConfig: opened.preprocessorConfig,
       source: opened.source,
-      modelId: opened.hubId ?? input,
+      modelId: displayName(input, opened.hubId, flags.part),
       numHeads: flags.numHeads,
     });
     return { spec, close: () => opened.close() };
@@ -48,4 +49,10 @@ export async function loadSpec(input: string, flags: ModelFlags): Promise<{ spec
     await opened.close();
     throw e;
   }
+}
+
+/** A short label for titles and legends: the hub id, else the checkpoint's folder or file name. */
+export function displayName(input: string, hubId: string | undefined, part?: string): string {
+  const base = hubId ?? basename(resolve(input));
+  return part ? `${base}#${part}` : base;
 }

@@ -26,6 +26,7 @@ export function svdCommand(): Command {
       const tty = process.stderr.isTTY;
       const summary = await runSvd(spec, {
         outDir: flags.out,
+        input: model,
         threads: flags.threads,
         vectorsDtype: flags.vectors,
         onLayer: tty ? (l, L) => process.stderr.write(`\rsvd: layer ${l + 1}/${L}`) : undefined,

@@ -2,9 +2,9 @@
  * Image decoding with sharp to 8-bit RGB (interleaved, row-major). JPEG, PNG, WebP (and
  * whatever else libvips reads). Like HF's `load_image` + `convert_rgb`: EXIF orientation is
  * applied, alpha is dropped (not composited, as Pillow's convert('RGB') does), grayscale is
- * replicated to three channels, CMYK is converted to sRGB (libvips uses ICC profiles where
- * Pillow uses a naive formula, so CMYK files may differ slightly from HF), 16-bit images are
- * scaled to 8 bits.
+ * replicated to three channels, 16-bit images are scaled to 8 bits. Embedded ICC profiles are
+ * ignored and CMYK is converted with Pillow's own formula, because Pillow (hence HF and timm)
+ * does no colour management: the pixel values match what the checkpoints were trained on.
  */
 import { statSync } from 'node:fs';
 import sharp from 'sharp';
@@ -25,18 +25,21 @@ export async function decodeImage(path: string): Promise<RgbImage> {
     throw new UserError(`${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? e}); check the path`);
   }
   let out: { data: Buffer; info: sharp.OutputInfo };
+  let cmyk = false;
   try {
-    out = await sharp(path, { failOn: 'error', limitInputPixels: 1 << 30 })
-      .rotate() // EXIF orientation
-      .toColourspace('srgb')
-      .removeAlpha()
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
+    // ignoreIcc: Pillow does not colour-manage either, so pixel values match HF's.
+    const img = sharp(path, { failOn: 'error', ignoreIcc: true, limitInputPixels: 1 << 30 });
+    cmyk = (await img.metadata()).space === 'cmyk';
+    const oriented = img.rotate(); // EXIF orientation
+    out = cmyk
+      ? await oriented.pipelineColourspace('cmyk').toColourspace('cmyk').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true })
+      : await oriented.toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (e) {
     throw new UserError(`${path}: cannot read the image (${(e as Error).message.split('\n')[0]}); give a JPEG, PNG or WebP file`);
   }
   const { width, height, channels } = out.info;
   const src = new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length);
+  if (cmyk && channels >= 4) return { data: cmykToRgb(src, width * height, channels), width, height };
   if (channels === 3) return { data: src, width, height };
   const data = new Uint8Array(width * height * 3);
   for (let i = 0; i < width * height; i++) {
@@ -50,4 +53,21 @@ export async function decodeImage(path: string): Promise<RgbImage> {
     }
   }
   return { data, width, height };
+}
+
+/** Pillow's CMYK -> RGB (Convert.c cmyk2rgb): R = (255 - K) - C (255 - K) / 255, in its integer arithmetic. */
+function cmykToRgb(src: Uint8Array, pixels: number, channels: number): Uint8Array {
+  const out = new Uint8Array(pixels * 3);
+  const muldiv255 = (a: number, b: number) => {
+    const t = a * b + 128;
+    return ((t >> 8) + t) >> 8;
+  };
+  for (let i = 0; i < pixels; i++) {
+    const nk = 255 - src[i * channels + 3];
+    for (let c = 0; c < 3; c++) {
+      const v = nk - muldiv255(src[i * channels + c], nk);
+      out[i * 3 + c] = v < 0 ? 0 : v > 255 ? 255 : v;
+    }
+  }
+  return out;
 }

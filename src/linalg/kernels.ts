@@ -17,15 +17,33 @@
  *        A entries (contiguous in Aᵀ, hence static offsets) against two vectors of B.
  *   jacobiSweep(x,y,nrm, n,ld, tol)  one cyclic sweep of one-sided (Hestenes) Jacobi on the n
  *        rows of X (row stride ld, ld%8 = 0), applying the same rotations to the rows of Y;
- *        nrm[i] holds ‖x_i‖² and is kept exact (recomputed from the rotated values, so no
- *        drift from Rutishauser's update formulas). Pair (i,j) is rotated when
- *        |x_i·x_j| > tol·‖x_i‖‖x_j‖. De Rijk's pivoting: before row i pairs with the rows below
+ *        nrm[i] holds ‖x_i‖²; after a rotation it is updated by Rutishauser's formulas
+ *        (a − t·g, b + t·g) and recomputed exactly when it shrank by more than half (the
+ *        cancellation case). Callers set nrm exactly before the first sweep; a sweep with no
+ *        rotation therefore decides convergence on exact norms. Pair (i,j) is rotated when
+ *        |x_i·x_j| > tol·‖x_i‖‖x_j‖. Input should be scaled to moderate magnitudes (norms² far
+ *        from over/underflow: the callers scale by a power of two). De Rijk's pivoting: before row i pairs with the rows below
  *        it, the longest remaining row is swapped into position i (X, Y and nrm), which saves
  *        ~20% of the rotations. Returns the number of rotations; 0 means converged.
  *        Cost per rotated pair ≈ 5·ld flops-pairs; the loops are unrolled with independent
  *        accumulators because a single add chain (4-cycle latency) would bound them.
+ *   cholUpper(a, n, ld), invUpper(r, z, n, ld)   the O(n³) small-matrix steps (Cholesky of
+ *        the Gram matrix, inverse of its factor): row-oriented, inner loops are contiguous
+ *        axpys in f64x2. Plain JS managed only ~0.3 GFLOP/s on these short loops.
+ *   signCos(u, v, n, ld, d, cos)   canonical sign of each (u_k, v_k) pair and c_k = u_k·v_k.
  */
 import {
+  and32,
+  eqz32,
+  feq,
+  fge,
+  fne,
+  fneg,
+  flt,
+  geS,
+  or32,
+  sub32,
+  vneg,
   Code,
   F64,
   Fn,
@@ -66,6 +84,8 @@ import {
   whileLoop,
   ret,
 } from './wasm-asm.js';
+
+import { choleskyUpperInPlace, invUpper } from './dense.js';
 
 // ---- wasm generation -----------------------------------------------------------------------
 
@@ -181,39 +201,44 @@ function buildJacobiSweep(): { fn: Fn; body: Code } {
   const f = new Fn('jacobiSweep', [I32, I32, I32, I32, I32, F64], I32);
   const [X, Y, NRM, N, LD, TOL] = [0, 1, 2, 3, 4, 5];
   const [rb, rot, i, j, o, pi, pj, qi, qj, mx] = f.locals(I32, 10);
-  const [g, a, b, zeta, az, t, cs, sn, best] = f.locals(F64, 9);
-  const [s0, s1, s2, s3, vc, vs, xa, xb, na, nb, ya, yb, ma, mb] = f.locals(V128, 14);
+  const [g, a, b, dd, q, u, t, cs, sn, best, tol2, na, nb] = f.locals(F64, 13);
+  const [s0, s1, s2, s3, vc, vs, xa, xb, ya, yb] = f.locals(V128, 10);
   const nrmAt = (k: number) => add32(get(NRM), shl32(get(k), i32(3)));
   const at = (p: number, off = 0) => (off ? add32(get(p), add32(get(o), i32(off))) : add32(get(p), get(o)));
-  // Rotates rows p1, p2 in place: (x1, x2) <- (c·x1 − s·x2, s·x1 + c·x2), two vectors per
-  // step so that the optional squared-norm accumulators (s0..s3) form independent chains.
-  const rotateRows = (p1: number, p2: number, norms: boolean) =>
+  /** dest = x_p1 · x_p2 with four independent accumulators (ld % 8 = 0). */
+  const dot = (dest: number, p1: number, p2: number) =>
     c(
-      norms ? c(set(s0, vzero), set(s1, vzero), set(s2, vzero), set(s3, vzero)) : [],
+      set(s0, vzero),
+      set(s1, vzero),
+      set(s2, vzero),
+      set(s3, vzero),
+      set(o, i32(0)),
+      whileLoop(
+        ltU(get(o), get(rb)),
+        set(s0, vadd(get(s0), vmul(vload(at(p1)), vload(at(p2))))),
+        set(s1, vadd(get(s1), vmul(vload(at(p1), 16), vload(at(p2), 16)))),
+        set(s2, vadd(get(s2), vmul(vload(at(p1), 32), vload(at(p2), 32)))),
+        set(s3, vadd(get(s3), vmul(vload(at(p1), 48), vload(at(p2), 48)))),
+        set(o, add32(get(o), i32(64))),
+      ),
+      set(s0, vadd(vadd(get(s0), get(s1)), vadd(get(s2), get(s3)))),
+      set(dest, vhsum(s0)),
+    );
+  /** (x_p1, x_p2) <- (c·x_p1 − s·x_p2, s·x_p1 + c·x_p2) for the X rows and the Y rows in one loop. */
+  const rotate = (p1: number, p2: number, r1: number, r2: number) =>
+    c(
       set(o, i32(0)),
       whileLoop(
         ltU(get(o), get(rb)),
         set(xa, vload(at(p1))),
         set(xb, vload(at(p2))),
-        set(ya, vload(at(p1), 16)),
-        set(yb, vload(at(p2), 16)),
-        set(na, vsub(vmul(get(xa), get(vc)), vmul(get(xb), get(vs)))),
-        set(nb, vadd(vmul(get(xa), get(vs)), vmul(get(xb), get(vc)))),
-        set(ma, vsub(vmul(get(ya), get(vc)), vmul(get(yb), get(vs)))),
-        set(mb, vadd(vmul(get(ya), get(vs)), vmul(get(yb), get(vc)))),
-        vstore(at(p1), get(na)),
-        vstore(at(p2), get(nb)),
-        vstore(at(p1), get(ma), 16),
-        vstore(at(p2), get(mb), 16),
-        norms
-          ? c(
-              set(s0, vadd(get(s0), vmul(get(na), get(na)))),
-              set(s1, vadd(get(s1), vmul(get(nb), get(nb)))),
-              set(s2, vadd(get(s2), vmul(get(ma), get(ma)))),
-              set(s3, vadd(get(s3), vmul(get(mb), get(mb)))),
-            )
-          : [],
-        set(o, add32(get(o), i32(32))),
+        set(ya, vload(at(r1))),
+        set(yb, vload(at(r2))),
+        vstore(at(p1), vsub(vmul(get(xa), get(vc)), vmul(get(xb), get(vs)))),
+        vstore(at(p2), vadd(vmul(get(xa), get(vs)), vmul(get(xb), get(vc)))),
+        vstore(at(r1), vsub(vmul(get(ya), get(vc)), vmul(get(yb), get(vs)))),
+        vstore(at(r2), vadd(vmul(get(ya), get(vs)), vmul(get(yb), get(vc)))),
+        set(o, add32(get(o), i32(16))),
       ),
     );
   const swapRows = (p1: number, p2: number) =>
@@ -229,6 +254,7 @@ function buildJacobiSweep(): { fn: Fn; body: Code } {
     );
   const body = c(
     set(rb, shl32(get(LD), i32(3))),
+    set(tol2, fmul(get(TOL), get(TOL))),
     set(rot, i32(0)),
     set(i, i32(0)),
     set(pi, get(X)),
@@ -260,44 +286,34 @@ function buildJacobiSweep(): { fn: Fn; body: Code } {
       set(qj, add32(get(qi), get(rb))),
       whileLoop(
         ltS(get(j), get(N)),
-        // g = x_i · x_j with four independent accumulators (ld % 8 = 0)
-        set(s0, vzero),
-        set(s1, vzero),
-        set(s2, vzero),
-        set(s3, vzero),
-        set(o, i32(0)),
-        whileLoop(
-          ltU(get(o), get(rb)),
-          set(s0, vadd(get(s0), vmul(vload(at(pi)), vload(at(pj))))),
-          set(s1, vadd(get(s1), vmul(vload(at(pi), 16), vload(at(pj), 16)))),
-          set(s2, vadd(get(s2), vmul(vload(at(pi), 32), vload(at(pj), 32)))),
-          set(s3, vadd(get(s3), vmul(vload(at(pi), 48), vload(at(pj), 48)))),
-          set(o, add32(get(o), i32(64))),
-        ),
-        set(s0, vadd(vadd(get(s0), get(s1)), vadd(get(s2), get(s3)))),
-        set(g, vhsum(s0)),
+        dot(g, pi, pj),
         set(a, fload(nrmAt(i))),
         set(b, fload(nrmAt(j))),
+        // rotate when g² > tol²·a·b (no square roots on the common no-rotation path)
         if_(
-          fgt(fabs(get(g)), fmul(get(TOL), fmul(fsqrt(get(a)), fsqrt(get(b))))),
+          fgt(fmul(get(g), get(g)), fmul(get(tol2), fmul(get(a), get(b)))),
           c(
-            // Rutishauser's angle: ζ = (b−a)/2g, t = sign(ζ)/(|ζ| + sqrt(1+ζ²)), guarded for huge ζ
-            set(zeta, fdiv(fsub(get(b), get(a)), fmul(f64(2), get(g)))),
-            set(az, fabs(get(zeta))),
-            if_(
-              fgt(get(az), f64(1e8)),
-              set(t, fdiv(f64(0.5), get(az))),
-              set(t, fdiv(f64(1), fadd(get(az), fsqrt(fadd(f64(1), fmul(get(az), get(az))))))),
-            ),
-            set(t, fcopysign(get(t), get(zeta))),
-            set(cs, fdiv(f64(1), fsqrt(fadd(f64(1), fmul(get(t), get(t)))))),
+            // Angle of the 2×2 Gram [[a, g], [g, b]] with D = b − a, q = sqrt(4g² + D²):
+            //   t = tan θ = 2g·sgn(D)/(|D| + q),  c = sqrt((|D| + q)/(2q)),  s = c·t
+            // (algebraically Rutishauser's t = sgn(ζ)/(|ζ| + sqrt(1+ζ²)), ζ = D/2g; this form
+            // has a shorter dependency chain: one sqrt before two independent div/sqrt).
+            set(dd, fsub(get(b), get(a))),
+            set(q, fsqrt(fadd(fmul(f64(4), fmul(get(g), get(g))), fmul(get(dd), get(dd))))),
+            set(u, fadd(fabs(get(dd)), get(q))),
+            set(t, fdiv(fcopysign(fmul(f64(2), get(g)), get(dd)), get(u))),
+            set(cs, fsqrt(fdiv(get(u), fmul(f64(2), get(q))))),
             set(sn, fmul(get(cs), get(t))),
             set(vc, vsplat(get(cs))),
             set(vs, vsplat(get(sn))),
-            rotateRows(pi, pj, true),
-            fstore(nrmAt(i), fadd(vhsum(s0), vhsum(s2))),
-            fstore(nrmAt(j), fadd(vhsum(s1), vhsum(s3))),
-            rotateRows(qi, qj, false),
+            rotate(pi, pj, qi, qj),
+            // new squared norms: the eigenvalues a − t·g, b + t·g of the 2×2 Gram; the one
+            // that shrank is recomputed exactly when it lost more than half (cancellation).
+            set(na, fsub(get(a), fmul(get(t), get(g)))),
+            set(nb, fadd(get(b), fmul(get(t), get(g)))),
+            if_(flt(get(na), fmul(f64(0.5), get(a))), dot(na, pi, pi)),
+            if_(flt(get(nb), fmul(f64(0.5), get(b))), dot(nb, pj, pj)),
+            fstore(nrmAt(i), get(na)),
+            fstore(nrmAt(j), get(nb)),
             set(rot, add32(get(rot), i32(1))),
           ),
         ),
@@ -314,11 +330,188 @@ function buildJacobiSweep(): { fn: Fn; body: Code } {
   return { fn: f, body };
 }
 
+/**
+ * y[0..cnt) −= a·x[0..cnt) (byte pointers py, px; a as f64 local `a`, splatted in `va`):
+ * f64x2 over pairs (unaligned loads are fine in wasm), one scalar tail when cnt is odd.
+ */
+function axpySub(f: { o: number; lim: number }, py: Code, px: Code, cnt: Code, a: number, va: number): Code {
+  const { o, lim } = f;
+  return c(
+    set(o, i32(0)),
+    set(lim, shl32(and32(cnt, i32(-2)), i32(3))),
+    whileLoop(
+      ltU(get(o), get(lim)),
+      vstore(add32(py, get(o)), vsub(vload(add32(py, get(o))), vmul(get(va), vload(add32(px, get(o)))))),
+      set(o, add32(get(o), i32(16))),
+    ),
+    if_(and32(cnt, i32(1)), fstore(add32(py, get(o)), fsub(fload(add32(py, get(o))), fmul(get(a), fload(add32(px, get(o))))))),
+  );
+}
+
+/** Upper Cholesky in place (same contract as dense.ts choleskyUpperInPlace). Returns 1/0. */
+function buildChol(): { fn: Fn; body: Code } {
+  const f = new Fn('cholUpper', [I32, I32, I32], I32);
+  const [A, N, LD] = [0, 1, 2];
+  const [rb, k, i, j, rk, ri, o, lim, cnt] = f.locals(I32, 9);
+  const [piv, dkk, inv, a] = f.locals(F64, 4);
+  const [va] = f.locals(V128, 1);
+  const at = (row: number, col: number) => add32(get(row), shl32(get(col), i32(3)));
+  const body = c(
+    set(rb, shl32(get(LD), i32(3))),
+    set(k, i32(0)),
+    set(rk, get(A)),
+    whileLoop(
+      ltS(get(k), get(N)),
+      set(piv, fload(at(rk, k))),
+      // not positive, NaN or infinite: not numerically positive definite
+      if_(or32(eqz32(fgt(get(piv), f64(0))), fge(get(piv), f64(Infinity))), ret(i32(0))),
+      set(dkk, fsqrt(get(piv))),
+      fstore(at(rk, k), get(dkk)),
+      set(inv, fdiv(f64(1), get(dkk))),
+      set(j, add32(get(k), i32(1))),
+      whileLoop(ltS(get(j), get(N)), fstore(at(rk, j), fmul(fload(at(rk, j)), get(inv))), set(j, add32(get(j), i32(1)))),
+      set(i, add32(get(k), i32(1))),
+      set(ri, add32(get(rk), get(rb))),
+      whileLoop(
+        ltS(get(i), get(N)),
+        set(a, fload(at(rk, i))),
+        if_(
+          fne(get(a), f64(0)),
+          c(
+            set(va, vsplat(get(a))),
+            set(cnt, sub32(get(N), get(i))),
+            axpySub({ o, lim }, at(ri, i), at(rk, i), get(cnt), a, va),
+          ),
+        ),
+        set(i, add32(get(i), i32(1))),
+        set(ri, add32(get(ri), get(rb))),
+      ),
+      set(k, add32(get(k), i32(1))),
+      set(rk, add32(get(rk), get(rb))),
+    ),
+    // zero the strictly lower triangle
+    set(i, i32(1)),
+    set(ri, add32(get(A), get(rb))),
+    whileLoop(
+      ltS(get(i), get(N)),
+      set(j, i32(0)),
+      whileLoop(ltS(get(j), get(i)), fstore(at(ri, j), f64(0)), set(j, add32(get(j), i32(1)))),
+      set(i, add32(get(i), i32(1))),
+      set(ri, add32(get(ri), get(rb))),
+    ),
+    ret(i32(1)),
+  );
+  return { fn: f, body };
+}
+
+/** Z = R⁻¹ for upper R (same contract as dense.ts invUpper, one stride for both). Returns 1/0. */
+function buildInvUpper(): { fn: Fn; body: Code } {
+  const f = new Fn('invUpper', [I32, I32, I32, I32], I32);
+  const [R, Z, N, LD] = [0, 1, 2, 3];
+  const [rb, i, j, k, ri, zi, zk, o, lim, cnt] = f.locals(I32, 10);
+  const [dii, a, inv] = f.locals(F64, 3);
+  const [va] = f.locals(V128, 1);
+  const at = (row: number, col: number) => add32(get(row), shl32(get(col), i32(3)));
+  const body = c(
+    set(rb, shl32(get(LD), i32(3))),
+    set(i, sub32(get(N), i32(1))),
+    whileLoop(
+      geS(get(i), i32(0)),
+      set(ri, add32(get(R), mul32(get(i), get(rb)))),
+      set(zi, add32(get(Z), mul32(get(i), get(rb)))),
+      set(dii, fload(at(ri, i))),
+      if_(or32(feq(get(dii), f64(0)), eqz32(flt(fabs(get(dii)), f64(Infinity)))), ret(i32(0))),
+      set(j, i32(0)),
+      whileLoop(ltS(get(j), get(N)), fstore(at(zi, j), f64(0)), set(j, add32(get(j), i32(1)))),
+      set(k, add32(get(i), i32(1))),
+      set(zk, add32(get(zi), get(rb))),
+      whileLoop(
+        ltS(get(k), get(N)),
+        set(a, fneg(fload(at(ri, k)))),
+        if_(
+          fne(get(a), f64(0)),
+          c(set(va, vsplat(get(a))), set(cnt, sub32(get(N), get(k))), axpySub({ o, lim }, at(zi, k), at(zk, k), get(cnt), a, va)),
+        ),
+        set(k, add32(get(k), i32(1))),
+        set(zk, add32(get(zk), get(rb))),
+      ),
+      set(inv, fdiv(f64(-1), get(dii))),
+      set(j, add32(get(i), i32(1))),
+      whileLoop(ltS(get(j), get(N)), fstore(at(zi, j), fmul(fload(at(zi, j)), get(inv))), set(j, add32(get(j), i32(1)))),
+      fstore(at(zi, i), fdiv(f64(1), get(dii))),
+      set(i, sub32(get(i), i32(1))),
+    ),
+    ret(i32(1)),
+  );
+  return { fn: f, body };
+}
+
+/**
+ * Canonical sign and cosines of n mode pairs: rows u_k, v_k (length d, stride ld, ld % 4 = 0,
+ * padding zero). Flips (u_k, v_k) jointly when the first entry of largest magnitude of u_k is
+ * negative, then cos[k] = u_k·v_k.
+ */
+function buildSignCos(): { fn: Fn; body: Code } {
+  const f = new Fn('signCos', [I32, I32, I32, I32, I32, I32], null);
+  const [U, V, N, LD, D, COS] = [0, 1, 2, 3, 4, 5];
+  const [rb, k, i, bi, pu, pv, o] = f.locals(I32, 7);
+  const [best, a] = f.locals(F64, 2);
+  const [s0, s1] = f.locals(V128, 2);
+  const body = c(
+    set(rb, shl32(get(LD), i32(3))),
+    set(k, i32(0)),
+    set(pu, get(U)),
+    set(pv, get(V)),
+    whileLoop(
+      ltS(get(k), get(N)),
+      set(best, f64(0)),
+      set(bi, i32(0)),
+      set(i, i32(0)),
+      whileLoop(
+        ltS(get(i), get(D)),
+        set(a, fabs(fload(add32(get(pu), shl32(get(i), i32(3)))))),
+        if_(fgt(get(a), get(best)), c(set(best, get(a)), set(bi, get(i)))),
+        set(i, add32(get(i), i32(1))),
+      ),
+      if_(
+        flt(fload(add32(get(pu), shl32(get(bi), i32(3)))), f64(0)),
+        c(
+          set(o, i32(0)),
+          whileLoop(
+            ltU(get(o), get(rb)),
+            vstore(add32(get(pu), get(o)), vneg(vload(add32(get(pu), get(o))))),
+            vstore(add32(get(pv), get(o)), vneg(vload(add32(get(pv), get(o))))),
+            set(o, add32(get(o), i32(16))),
+          ),
+        ),
+      ),
+      set(s0, vzero),
+      set(s1, vzero),
+      set(o, i32(0)),
+      whileLoop(
+        ltU(get(o), get(rb)),
+        set(s0, vadd(get(s0), vmul(vload(add32(get(pu), get(o))), vload(add32(get(pv), get(o)))))),
+        set(s1, vadd(get(s1), vmul(vload(add32(get(pu), get(o)), 16), vload(add32(get(pv), get(o)), 16)))),
+        set(o, add32(get(o), i32(32))),
+      ),
+      set(s0, vadd(get(s0), get(s1))),
+      fstore(add32(get(COS), shl32(get(k), i32(3))), vhsum(s0)),
+      set(k, add32(get(k), i32(1))),
+      set(pu, add32(get(pu), get(rb))),
+      set(pv, add32(get(pv), get(rb))),
+    ),
+  );
+  return { fn: f, body };
+}
+
 interface WasmExports {
   mem: WebAssembly.Memory;
   gemmNT(a: number, b: number, c: number, m: number, n: number, k: number, ldc: number, sym: number): void;
   gemmNN(at: number, b: number, c: number, m: number, n: number, k: number): void;
   jacobiSweep(x: number, y: number, nrm: number, n: number, ld: number, tol: number): number;
+  cholUpper(a: number, n: number, ld: number): number;
+  invUpper(r: number, z: number, n: number, ld: number): number;
+  signCos(u: number, v: number, n: number, ld: number, d: number, cos: number): void;
 }
 
 let wasmModule: WebAssembly.Module | null | undefined;
@@ -327,7 +520,7 @@ let wasmModule: WebAssembly.Module | null | undefined;
 export function kernelModule(): WebAssembly.Module | null {
   if (wasmModule !== undefined) return wasmModule;
   try {
-    const bytes = encodeModule([buildGemmNT(), buildGemmNN(), buildJacobiSweep()], 16);
+    const bytes = encodeModule([buildGemmNT(), buildGemmNN(), buildJacobiSweep(), buildChol(), buildInvUpper(), buildSignCos()], 16);
     wasmModule = new WebAssembly.Module(bytes);
   } catch {
     wasmModule = null;
@@ -370,6 +563,12 @@ export function gemmNNjs(H: Float64Array, at: number, b: number, cc: number, m: 
 
 export function jacobiSweepJs(H: Float64Array, x: number, y: number, nrm: number, n: number, ld: number, tol: number): number {
   let rot = 0;
+  const tol2 = tol * tol;
+  const rowDot = (p1: number, p2: number) => {
+    let s = 0;
+    for (let p = 0; p < ld; p++) s += H[p1 + p] * H[p2 + p];
+    return s;
+  };
   for (let i = 0; i + 1 < n; i++) {
     const pi = x + i * ld, qi = y + i * ld;
     let mx = i;
@@ -389,35 +588,56 @@ export function jacobiSweepJs(H: Float64Array, x: number, y: number, nrm: number
     }
     for (let j = i + 1; j < n; j++) {
       const pj = x + j * ld, qj = y + j * ld;
-      let g = 0;
-      for (let p = 0; p < ld; p++) g += H[pi + p] * H[pj + p];
+      const g = rowDot(pi, pj);
       const a = H[nrm + i], b = H[nrm + j];
-      if (!(Math.abs(g) > tol * Math.sqrt(a) * Math.sqrt(b))) continue;
-      const zeta = (b - a) / (2 * g);
-      const az = Math.abs(zeta);
-      let t = az > 1e8 ? 0.5 / az : 1 / (az + Math.sqrt(1 + az * az));
-      if (zeta < 0 || Object.is(zeta, -0)) t = -t;
-      const cs = 1 / Math.sqrt(1 + t * t), sn = cs * t;
-      let ni = 0, nj = 0;
+      if (!(g * g > tol2 * (a * b))) continue;
+      const dd = b - a;
+      const q = Math.sqrt(4 * (g * g) + dd * dd);
+      const u = Math.abs(dd) + q;
+      const t = (dd < 0 || Object.is(dd, -0) ? -Math.abs(2 * g) : Math.abs(2 * g)) / u;
+      const cs = Math.sqrt(u / (2 * q)), sn = cs * t;
       for (let p = 0; p < ld; p++) {
         const xa = H[pi + p], xb = H[pj + p];
-        const u = xa * cs - xb * sn, v = xa * sn + xb * cs;
-        H[pi + p] = u;
-        H[pj + p] = v;
-        ni += u * u;
-        nj += v * v;
+        H[pi + p] = xa * cs - xb * sn;
+        H[pj + p] = xa * sn + xb * cs;
+        const ya = H[qi + p], yb = H[qj + p];
+        H[qi + p] = ya * cs - yb * sn;
+        H[qj + p] = ya * sn + yb * cs;
       }
-      H[nrm + i] = ni;
-      H[nrm + j] = nj;
-      for (let p = 0; p < ld; p++) {
-        const xa = H[qi + p], xb = H[qj + p];
-        H[qi + p] = xa * cs - xb * sn;
-        H[qj + p] = xa * sn + xb * cs;
-      }
+      let na = a - t * g, nb = b + t * g;
+      if (na < 0.5 * a) na = rowDot(pi, pi);
+      if (nb < 0.5 * b) nb = rowDot(pj, pj);
+      H[nrm + i] = na;
+      H[nrm + j] = nb;
       rot++;
     }
   }
   return rot;
+}
+
+export function signCosJs(H: Float64Array, u: number, v: number, n: number, ld: number, d: number, cos: number): void {
+  for (let k = 0; k < n; k++) {
+    const pu = u + k * ld, pv = v + k * ld;
+    let best = 0, bi = 0;
+    for (let i = 0; i < d; i++) {
+      const a = Math.abs(H[pu + i]);
+      if (a > best) {
+        best = a;
+        bi = i;
+      }
+    }
+    if (H[pu + bi] < 0)
+      for (let i = 0; i < ld; i++) {
+        H[pu + i] = -H[pu + i];
+        H[pv + i] = -H[pv + i];
+      }
+    let s0 = 0, s1 = 0;
+    for (let i = 0; i < ld; i += 2) {
+      s0 += H[pu + i] * H[pv + i];
+      s1 += H[pu + i + 1] * H[pv + i + 1];
+    }
+    H[cos + k] = s0 + s1;
+  }
 }
 
 // ---- the arena ------------------------------------------------------------------------------
@@ -475,6 +695,25 @@ export class Arena {
     if (ld % 8) throw new RangeError(`jacobiSweep: ld=${ld} must be a multiple of 8`);
     if (this.ex) return this.ex.jacobiSweep(x * 8, y * 8, nrm * 8, n, ld, tol);
     return jacobiSweepJs(this.heap, x, y, nrm, n, ld, tol);
+  }
+
+  /** In-place upper Cholesky of the n×n block at a (stride ld); false if not positive definite. */
+  cholUpper(a: number, n: number, ld: number): boolean {
+    if (this.ex) return this.ex.cholUpper(a * 8, n, ld) === 1;
+    return choleskyUpperInPlace(this.heap, a, n, ld);
+  }
+
+  /** Z = R⁻¹ (upper, both stride ld); false on a zero or non-finite diagonal. */
+  invUpper(r: number, z: number, n: number, ld: number): boolean {
+    if (this.ex) return this.ex.invUpper(r * 8, z * 8, n, ld) === 1;
+    return invUpper(this.heap, r, ld, this.heap, z, ld, n);
+  }
+
+  /** Canonical sign of n (u_k, v_k) row pairs (stride ld % 4 = 0) and their cosines into cos[0..n). */
+  signCos(u: number, v: number, n: number, ld: number, d: number, cos: number): void {
+    if (ld % 4) throw new RangeError(`signCos: ld=${ld} must be a multiple of 4`);
+    if (this.ex) this.ex.signCos(u * 8, v * 8, n, ld, d, cos * 8);
+    else signCosJs(this.heap, u, v, n, ld, d, cos);
   }
 }
 

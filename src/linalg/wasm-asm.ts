@@ -84,6 +84,9 @@ export const ltU = bin(0x49);
 export const geU = bin(0x4f);
 export const geS = bin(0x4e);
 export const ne32 = bin(0x47);
+export const and32 = bin(0x71);
+export const or32 = bin(0x72);
+export const eqz32 = (a: Part): Code => c(a, 0x45);
 
 // ---- f64 -----------------------------------------------------------------------------------
 export const f64 = (v: number): Code => {
@@ -97,6 +100,10 @@ export const fdiv = bin(0xa3);
 export const fcopysign = bin(0xa6);
 export const fgt = bin(0x64);
 export const flt = bin(0x63);
+export const fge = bin(0x66);
+export const feq = bin(0x61);
+export const fne = bin(0x62);
+export const fneg = (a: Part): Code => c(a, 0x9a);
 export const fabs = (a: Part): Code => c(a, 0x99);
 export const fsqrt = (a: Part): Code => c(a, 0x9f);
 export const fload = (addr: Part, offset = 0): Code => c(addr, 0x2b, 3, uleb(offset));
@@ -115,6 +122,7 @@ const vbin = (op: number) => (a: Part, b: Part): Code => c(a, b, simd(op));
 export const vadd = vbin(0xf0);
 export const vsub = vbin(0xf1);
 export const vmul = vbin(0xf2);
+export const vneg = (a: Part): Code => c(a, simd(0xed));
 /** Horizontal sum of the two lanes. */
 export const vhsum = (a: number): Code => fadd(vlane(get(a), 0), vlane(get(a), 1));
 

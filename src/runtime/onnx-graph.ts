@@ -6,6 +6,8 @@
  *
  * Tensor names are plain strings. Every op helper returns the name of its (first) output.
  */
+import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxNs } from 'onnx-proto';
 
@@ -56,8 +58,11 @@ function bytesOf(a: Float32Array | BigInt64Array): Uint8Array {
 
 export interface InitializerInfo {
   dims: number[];
-  /** The data handed to the graph (kept until `encode` so weights can be replaced before). */
-  data: Float32Array;
+  /**
+   * The values, or a loader called once when the model is serialised: weights are read
+   * lazily so that only the serialised model and one weight are in memory at a time.
+   */
+  data: Float32Array | (() => Promise<Float32Array>);
   /**
    * A graph input instead of an initializer, so each run feeds it (its default `data`, or a
    * replacement such as an edited weight) without rebuilding the session.
@@ -110,20 +115,35 @@ export class OnnxGraph {
     return name;
   }
 
-  /** Adds a float32 initializer (a weight). `overridable` makes it a graph input fed per run (see InitializerInfo). */
-  init(name: string, dims: number[], data: Float32Array, opts: { overridable?: boolean } = {}): string {
+  /**
+   * Adds a float32 initializer (a weight): its values, or a loader run at serialisation.
+   * `overridable` makes it a graph input fed per run (see InitializerInfo; needs the values).
+   */
+  init(name: string, dims: number[], data: Float32Array | (() => Promise<Float32Array>), opts: { overridable?: boolean } = {}): string {
     const size = dims.reduce((a, b) => a * b, 1);
-    if (data.length !== size) throw new Error(`onnx graph: initializer ${name} has ${data.length} values, dims [${dims}] need ${size}`);
+    if (typeof data !== 'function' && data.length !== size) throw new Error(`onnx graph: initializer ${name} has ${data.length} values, dims [${dims}] need ${size}`);
+    if (typeof data === 'function' && opts.overridable) throw new Error(`onnx graph: overridable initializer ${name} needs its values`);
     const n = this.fresh(name);
     this.initializers.set(n, { dims, data, overridable: !!opts.overridable });
     return n;
   }
 
-  /** Replaces an initializer's data before the graph is encoded (same size). */
+  /** The values of an initializer (runs its loader, checking the size). */
+  async values(name: string): Promise<Float32Array> {
+    const t = this.initializers.get(name);
+    if (!t) throw new Error(`onnx graph: no initializer ${name}`);
+    const v = typeof t.data === 'function' ? await t.data() : t.data;
+    const size = t.dims.reduce((a, b) => a * b, 1);
+    if (v.length !== size) throw new Error(`onnx graph: initializer ${name} has ${v.length} values, dims [${t.dims}] need ${size}`);
+    return v;
+  }
+
+  /** Replaces an initializer's values before the graph is serialised. */
   replaceInit(name: string, data: Float32Array): void {
     const t = this.initializers.get(name);
     if (!t) throw new Error(`onnx graph: no initializer ${name}`);
-    if (t.data.length !== data.length) throw new Error(`onnx graph: replacement for ${name} has ${data.length} values, expected ${t.data.length}`);
+    const size = t.dims.reduce((a, b) => a * b, 1);
+    if (data.length !== size) throw new Error(`onnx graph: replacement for ${name} has ${data.length} values, expected ${size}`);
     t.data = data;
   }
 
@@ -199,7 +219,7 @@ export class OnnxGraph {
   /** Total bytes of float initializers. */
   weightBytes(): number {
     let n = 0;
-    for (const t of this.initializers.values()) n += t.data.byteLength;
+    for (const t of this.initializers.values()) n += 4 * t.dims.reduce((a, b) => a * b, 1);
     return n;
   }
 
@@ -209,18 +229,15 @@ export class OnnxGraph {
   }
 
   /**
-   * The ModelProto message (initializer data referenced, not copied). With
-   * `floatInitializers: false` the float weights are left out (see `encode`).
+   * The ModelProto message without the float weights (they are appended by `encode` or
+   * written by `writeExternal`); overridable weights are listed as graph inputs.
    */
-  toModel(opts: { floatInitializers?: boolean } = {}): OnnxNs.IModelProto {
-    const withFloats = opts.floatInitializers ?? true;
-    const initializer: OnnxNs.ITensorProto[] = [...this.intInits];
+  toModel(): OnnxNs.IModelProto {
     const extraInputs: OnnxNs.IValueInfoProto[] = [];
     for (const [name, t] of this.initializers) {
       // onnxruntime-node cannot feed initializers that are also graph inputs, so an
       // overridable weight is a plain (required) input whose default the caller feeds.
       if (t.overridable) extraInputs.push(valueInfo(name, FLOAT, t.dims));
-      else if (withFloats) initializer.push({ name, dims: t.dims, dataType: FLOAT, rawData: bytesOf(t.data) });
     }
     const opsetImport: OnnxNs.IOperatorSetIdProto[] = [{ domain: '', version: OPSET }];
     if (this.usesMs) opsetImport.push({ domain: MS_DOMAIN, version: 1 });
@@ -231,7 +248,7 @@ export class OnnxGraph {
       graph: {
         name: this.name,
         node: this.nodes,
-        initializer,
+        initializer: [...this.intInits],
         input: [...this.inputs, ...extraInputs],
         output: this.outputs,
       },
@@ -242,17 +259,17 @@ export class OnnxGraph {
    * Serialised model bytes, written straight into one buffer: the model without its float
    * weights, then one `graph { initializer { name dims data_type raw_data } }` record per
    * weight (protobuf merges repeated occurrences of a message field, so this parses as one
-   * graph). With `release`, each weight's array is dropped once copied, so peak memory is
-   * about one copy of the weights plus the buffer. protobuf's 2 GiB limit applies.
+   * graph). Lazy weights are loaded one at a time and dropped once copied (with `release`,
+   * in-memory ones are dropped too). protobuf's 2 GiB limit applies (see `writeExternal`).
    */
-  encode(opts: { release?: boolean } = {}): Uint8Array {
-    const head = this.encodeModel(this.toModel({ floatInitializers: false }));
+  async encode(opts: { release?: boolean } = {}): Promise<Uint8Array> {
+    const head = this.encodeModel(this.toModel());
     const recs: { name: string; t: InitializerInfo; th: Uint8Array; rawLen: number; tensorLen: number; graphLen: number }[] = [];
     let total = head.length;
     for (const [name, t] of this.initializers) {
       if (t.overridable) continue;
       const th = onnx.TensorProto.encode(onnx.TensorProto.create({ name, dims: t.dims, dataType: FLOAT })).finish();
-      const rawLen = t.data.byteLength;
+      const rawLen = 4 * t.dims.reduce((a, b) => a * b, 1);
       const tensorLen = th.length + 1 + varintLen(rawLen) + rawLen;
       const graphLen = 1 + varintLen(tensorLen) + tensorLen;
       total += 1 + varintLen(graphLen) + graphLen;
@@ -278,12 +295,50 @@ export class OnnxGraph {
       at += r.th.length;
       out[at++] = 74; // TensorProto.raw_data (9, LEN)
       varint(r.rawLen);
-      out.set(bytesOf(r.t.data), at);
+      out.set(bytesOf(await this.values(r.name)), at);
       at += r.rawLen;
-      if (opts.release) r.t.data = new Float32Array(0);
+      if (opts.release) r.t.data = () => Promise.reject(new Error(`onnx graph: ${r.name} was released after serialisation`));
     }
     if (at !== total) throw new Error(`onnx graph: encoded ${at} bytes, expected ${total}`);
     return out;
+  }
+
+  /**
+   * Writes `model.onnx` with its float weights in `weights.bin` beside it (ONNX external
+   * data, 4 KiB-aligned), for models over protobuf's 2 GiB limit. Returns the model path.
+   */
+  async writeExternal(dir: string): Promise<string> {
+    const dataName = 'weights.bin';
+    const model = this.toModel();
+    const inits = model.graph!.initializer!;
+    const fd = openSync(join(dir, dataName), 'w');
+    let offset = 0;
+    try {
+      for (const [name, t] of this.initializers) {
+        if (t.overridable) continue;
+        const raw = bytesOf(await this.values(name));
+        offset = Math.ceil(offset / 4096) * 4096;
+        let done = 0;
+        while (done < raw.byteLength) done += writeSync(fd, raw, done, raw.byteLength - done, offset + done);
+        inits.push({
+          name,
+          dims: t.dims,
+          dataType: FLOAT,
+          dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+          externalData: [
+            { key: 'location', value: dataName },
+            { key: 'offset', value: String(offset) },
+            { key: 'length', value: String(raw.byteLength) },
+          ],
+        });
+        offset += raw.byteLength;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    const path = join(dir, 'model.onnx');
+    writeFileSync(path, this.encodeModel(model));
+    return path;
   }
 
   /** Serialises a ModelProto message (e.g. one from `toModel` edited for external data). */

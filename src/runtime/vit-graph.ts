@@ -168,34 +168,38 @@ export async function buildVitGraph(spec: VitSpec, opts: VitGraphOptions): Promi
     return toF32(await loadWeight(ref));
   };
 
-  /** A weight initializer registered under its canonical key (overridable if asked). */
-  const param = (key: string, dims: number[], data: Float32Array, canonicalShape: number[], transform: (c: Float32Array) => Float32Array): string => {
-    const init = g.init(key, dims, data, { overridable: overridable.has(key) });
+  /**
+   * A weight initializer registered under its canonical key: `transform(load(key, ref))`,
+   * read lazily when the graph is serialised, or now when the key is overridable.
+   */
+  const param = async (key: string, dims: number[], ref: WeightRef, canonicalShape: number[], transform: (c: Float32Array) => Float32Array): Promise<string> => {
+    const size = dims.reduce((a, b) => a * b, 1);
+    if (numel(ref.shape) !== size) throw new Error(`${spec.modelId}: ${key} has shape [${ref.shape}], expected ${size} values`);
+    const produce = async () => transform(await load(key, ref));
+    const init = overridable.has(key) ? g.init(key, dims, await produce(), { overridable: true }) : g.init(key, dims, produce);
     params.set(key, { init, transform, canonicalShape, dims });
     return init;
   };
+  const id = (c: Float32Array) => c;
 
   /** y = x Wᵀ + b, with W pre-transposed to [in, out]; `scale` is folded into W and b. */
   const linear = async (x: string, lin: LinearSpec, key: string, rowsIn: number, scale = 1): Promise<{ y: string; out: number }> => {
     const [out, inn] = lin.weight.shape.length === 2 ? lin.weight.shape : [lin.weight.shape[0], numel(lin.weight.shape.slice(1))];
-    const w = await load(`${key}.weight`, lin.weight);
     const tr = (c: Float32Array) => transpose2(c, out, inn, scale);
-    const wi = param(`${key}.weight`, [inn, out], tr(w), [out, inn], tr);
+    const wi = await param(`${key}.weight`, [inn, out], lin.weight, [out, inn], tr);
     let y = g.matmul(x, wi, key.replace(/\./g, '_'));
     flops += 2 * rowsIn * inn * out;
     if (lin.bias) {
-      const b = await load(`${key}.bias`, lin.bias);
       const trb = (c: Float32Array) => scaled(c, scale);
-      y = g.add(y, param(`${key}.bias`, [out], trb(b), [out], trb));
+      y = g.add(y, await param(`${key}.bias`, [out], lin.bias, [out], trb));
     }
     return { y, out };
   };
 
   const norm = async (x: string, n: NormSpec, key: string, dim: number): Promise<string> => {
-    const id = (c: Float32Array) => c;
-    const w = n.weight ? param(`${key}.weight`, [dim], await load(`${key}.weight`, n.weight), [dim], id) : g.floats(Array(dim).fill(1));
+    const w = n.weight ? await param(`${key}.weight`, [dim], n.weight, [dim], id) : g.floats(Array(dim).fill(1));
     const inputs = [x, w];
-    if (n.bias) inputs.push(param(`${key}.bias`, [dim], await load(`${key}.bias`, n.bias), [dim], id));
+    if (n.bias) inputs.push(await param(`${key}.bias`, [dim], n.bias, [dim], id));
     return g.op('LayerNormalization', inputs, { axis: -1, epsilon: { f: n.eps } }, { name: key.replace(/\./g, '_') });
   };
 
@@ -218,13 +222,11 @@ export async function buildVitGraph(spec: VitSpec, opts: VitGraphOptions): Promi
   const pixels = g.input('pixels', ['batch', spec.channels, imageSize[0], imageSize[1]]);
   const p = spec.patchSize;
   const pe = spec.patchEmbed;
-  const peW = await load('patchEmbed.weight', pe.weight);
-  if (peW.length !== d * spec.channels * p * p) {
-    throw new Error(`${spec.modelId}: patch embedding has ${peW.length} values, expected ${d}x${spec.channels}x${p}x${p}`);
+  if (numel(pe.weight.shape) !== d * spec.channels * p * p) {
+    throw new Error(`${spec.modelId}: patch embedding has shape [${pe.weight.shape}], expected ${d}x${spec.channels}x${p}x${p}`);
   }
-  const id = (c: Float32Array) => c;
-  const convInputs = [pixels, param('patchEmbed.weight', [d, spec.channels, p, p], peW, pe.weight.shape, id)];
-  if (pe.bias) convInputs.push(param('patchEmbed.bias', [d], await load('patchEmbed.bias', pe.bias), [d], id));
+  const convInputs = [pixels, await param('patchEmbed.weight', [d, spec.channels, p, p], pe.weight, pe.weight.shape, id)];
+  if (pe.bias) convInputs.push(await param('patchEmbed.bias', [d], pe.bias, [d], id));
   const conv = g.op('Conv', convInputs, { kernel_shape: [p, p], strides: [p, p] }, { name: 'patch_embed' });
   flops += 2 * layout.patches * d * spec.channels * p * p;
   let patches = g.transpose(g.reshape(conv, [0, d, -1]), [0, 2, 1], 'patches'); // [N, P, d]
@@ -299,7 +301,7 @@ export async function buildVitGraph(spec: VitSpec, opts: VitGraphOptions): Promi
     tensors.attention.push(attn);
     const ctx = g.reshape(g.transpose(g.matmul(attn, vh, `${key}_ctx`), [0, 2, 1, 3]), [0, 0, H * dh]);
     let a = (await linear(ctx, b.o, `${key}.o`, rows)).y;
-    if (b.ls1) a = g.mul(a, param(`${key}.ls1`, [d], await load(`${key}.ls1`, b.ls1), [d], id));
+    if (b.ls1) a = g.mul(a, await param(`${key}.ls1`, [d], b.ls1, [d], id));
     x = g.add(x, a, `${key}_resid_attn`);
     const ln2 = await norm(x, b.norm2, `${key}.norm2`, d);
     let m: string;
@@ -312,7 +314,7 @@ export async function buildVitGraph(spec: VitSpec, opts: VitGraphOptions): Promi
       const [x1, x2] = g.opN('Split', [h12.y, g.ints([half, half])], 2, { axis: -1 }, { name: `${key}_swiglu_split` });
       m = (await linear(g.mul(g.mul(x1, g.op('Sigmoid', [x1])), x2), b.mlp.w3, `${key}.w3`, rows)).y;
     }
-    if (b.ls2) m = g.mul(m, param(`${key}.ls2`, [d], await load(`${key}.ls2`, b.ls2), [d], id));
+    if (b.ls2) m = g.mul(m, await param(`${key}.ls2`, [d], b.ls2, [d], id));
     x = g.add(x, m, `${key}_out`);
   }
 

@@ -6,7 +6,7 @@
  *   const r = await rt.run(pixels, n);   // r.ln: [n, L, T, d], r.attention: [n, 2, H, T, T] ...
  *   await rt.close();
  */
-import { mkdtempSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
@@ -14,7 +14,6 @@ import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
 import type { VitSpec } from '../arch/spec.js';
 import { UserError } from '../errors.js';
 import { executionProviders, type Device } from './device.js';
-import type { OnnxGraph } from './onnx-graph.js';
 import { buildVitGraph, type ParamBinding, type VitGraphOptions, type VitOutputs, type VitTensors } from './vit-graph.js';
 import type { TokenLayout } from './tokens.js';
 
@@ -56,38 +55,6 @@ export interface RunOptions {
 
 const EXTERNAL_THRESHOLD = 1.8e9;
 
-/** Writes model + weights to a temp folder (external data) and returns the model path. */
-function writeExternal(g: OnnxGraph, dir: string): string {
-  const dataName = 'weights.bin';
-  const fd = openSync(join(dir, dataName), 'w');
-  const model = g.toModel();
-  let offset = 0;
-  try {
-    for (const t of model.graph!.initializer!) {
-      const raw = t.rawData;
-      if (!raw || raw.byteLength < 1024) continue;
-      const pad = (4096 - (offset % 4096)) % 4096;
-      if (pad) writeSync(fd, new Uint8Array(pad), 0, pad, offset);
-      offset += pad;
-      let done = 0;
-      while (done < raw.byteLength) done += writeSync(fd, raw, done, raw.byteLength - done, offset + done);
-      t.externalData = [
-        { key: 'location', value: dataName },
-        { key: 'offset', value: String(offset) },
-        { key: 'length', value: String(raw.byteLength) },
-      ];
-      t.dataLocation = 1; // EXTERNAL
-      t.rawData = null;
-      offset += raw.byteLength;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  const path = join(dir, 'model.onnx');
-  writeFileSync(path, g.encodeModel(model));
-  return path;
-}
-
 export class VitRuntime {
   private constructor(
     readonly spec: VitSpec,
@@ -127,13 +94,13 @@ export class VitRuntime {
       if (useExternal) {
         const dir = mkdtempSync(join(tmpdir(), 'qkscope-onnx-'));
         try {
-          const path = writeExternal(built.graph, dir);
+          const path = await built.graph.writeExternal(dir);
           session = await ort.InferenceSession.create(path, sessionOptions);
         } finally {
           rmSync(dir, { recursive: true, force: true });
         }
       } else {
-        session = await ort.InferenceSession.create(built.graph.encode({ release: true }), sessionOptions);
+        session = await ort.InferenceSession.create(await built.graph.encode({ release: true }), sessionOptions);
       }
     } catch (e) {
       if (device === 'cuda') {
@@ -143,8 +110,7 @@ export class VitRuntime {
     }
     const defaults = new Map<string, { data: Float32Array; dims: number[] }>();
     for (const name of built.graph.overridableNames()) {
-      const t = built.graph.initializers.get(name)!;
-      defaults.set(name, { data: t.data, dims: t.dims });
+      defaults.set(name, { data: await built.graph.values(name), dims: built.graph.initializers.get(name)!.dims });
     }
     return new VitRuntime(
       spec,

@@ -36,7 +36,7 @@ export interface SvdSummary {
   tool: { name: 'qkscope'; version: string };
   kind: 'svd';
   created: string;
-  model: { id: string; family: string; modality: string; notes: string[] };
+  model: { id: string; input: string; family: string; modality: string; notes: string[] };
   dims: { layers: number; heads: number; kv_heads: number; width: number; head_dim: number };
   index_base: 0;
   sigma_scale: string;
@@ -54,6 +54,8 @@ export interface SvdRunOptions {
   threads?: number;
   /** dtype of U.npy / V.npy. */
   vectorsDtype?: 'float32' | 'float64';
+  /** What the user passed as <model> (a path or hub id), recorded in the summary. */
+  input?: string;
   /** Called after each layer (progress). */
   onLayer?: (layer: number, total: number) => void;
 }
@@ -168,7 +170,7 @@ export async function runSvd(spec: VitSpec, opts: SvdRunOptions = {}): Promise<S
     tool: { name: 'qkscope', version: VERSION },
     kind: 'svd',
     created: new Date().toISOString(),
-    model: { id: spec.modelId, family: spec.family, modality: spec.modality, notes: spec.notes ?? [] },
+    model: { id: spec.modelId, input: opts.input ?? spec.modelId, family: spec.family, modality: spec.modality, notes: spec.notes ?? [] },
     dims: { layers: L, heads: H, kv_heads: spec.kvHeads, width: d, head_dim: dh },
     index_base: 0,
     sigma_scale: 'unscaled: σ_n are the singular values of W_qᵀW_k; the attention logit uses σ_n/sqrt(d_h)',

@@ -25,23 +25,33 @@ export class FakeHub {
   readonly log: Logged[] = [];
   /** CDN paths (sha256) to cut off halfway, to simulate an interrupted download. */
   readonly interrupt = new Set<string>();
-  private server: Server;
+  // Two servers, as the hub and its CDN are two hosts (the token must not reach the CDN).
+  private servers: Server[];
   private blobs = new Map<string, Buffer>();
   url = '';
+  cdnUrl = '';
 
   constructor(readonly repos: Record<string, FakeRepo>) {
-    this.server = createServer((req, res) => this.handle(req, res));
+    this.servers = [0, 1].map(() => createServer((req, res) => this.handle(req, res)));
   }
 
   async start(): Promise<this> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    const [hub, cdn] = await Promise.all(
+      this.servers.map(async (s) => {
+        await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+        return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+      }),
+    );
+    this.url = hub;
+    this.cdnUrl = cdn;
     return this;
   }
 
   async stop(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((r) => this.server.close(() => r()));
+    for (const s of this.servers) {
+      s.closeAllConnections();
+      await new Promise<void>((r) => s.close(() => r()));
+    }
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
@@ -71,7 +81,7 @@ export class FakeHub {
       const oid = createHash('sha256').update(body).digest('hex');
       this.blobs.set(oid, body);
       res.writeHead(302, {
-        location: `${this.url}/cdn/${oid}`,
+        location: `${this.cdnUrl}/cdn/${oid}`,
         'x-repo-commit': sha,
         'x-linked-etag': `"${oid}"`,
         'x-linked-size': String(body.length),

@@ -5,7 +5,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pickStateDict, stateDictParts, TensorDesc, TorchCheckpoint, torchStateDictSource } from '../../src/checkpoint/torch.js';
 import { orderedDict, pyFloat, pyObject, stateDict, torchTensor, writeTorchCheckpoint } from '../../src/checkpoint/torch-write.js';
-import { Pickler, PyTuple } from '../../src/checkpoint/pickle-write.js';
+import { Pickler, PyGlobalRef, PyReduce, PyTuple } from '../../src/checkpoint/pickle-write.js';
 import { pyClassOf, pyState } from '../../src/checkpoint/pickle.js';
 import { ZipReader, ZipWriter } from '../../src/checkpoint/zip.js';
 import { decode, encode } from '../../src/checkpoint/dtype.js';
@@ -289,4 +289,31 @@ test('zips that are not torch.save checkpoints, or lack their storages, are name
 test('the writer refuses tensors whose data does not fit their shape', () => {
   assert.throws(() => torchTensor('F32', [2, 2], [1, 2, 3]), /needs 4 values, got 3/);
   assert.deepEqual(Array.from(decode(encode([1.5], 'BF16'), 'BF16')), [1.5]);
+});
+
+test('parameters and tensor subclasses (as torch pickles them) rebuild to plain tensors', async () => {
+  const marker = { storage: true };
+  const rebuild = new PyGlobalRef('torch._utils', '_rebuild_tensor_v2');
+  const odict = () => new PyReduce(new PyGlobalRef('collections', 'OrderedDict'), []);
+  const tensorArgs = () => [marker, 0, new PyTuple(2, 2), new PyTuple(2, 1), false, odict()];
+  const pkl = new Pickler({
+    persistentId: (o) => (o === marker ? new PyTuple('storage', new PyGlobalRef('torch', 'FloatStorage'), '0', 'cpu', 4) : undefined),
+  }).dump({
+    param: new PyReduce(new PyGlobalRef('torch._utils', '_rebuild_parameter'), [new PyReduce(rebuild, tensorArgs()), true, odict()]),
+    sub: new PyReduce(new PyGlobalRef('torch._tensor', '_rebuild_from_type_v2'), [rebuild, new PyGlobalRef('mypkg', 'MyTensor'), new PyTuple(...tensorArgs()), {}]),
+  });
+  const p = join(dir, 'params.pt');
+  const z = new ZipWriter(p);
+  z.add('params/data.pkl', pkl);
+  z.add('params/data/0', encode([1, 2, 3, 4], 'F32'));
+  z.add('params/version', Buffer.from('3\n'));
+  z.finish();
+  const src = await torchStateDictSource(p);
+  try {
+    assert.deepEqual(src.names(), ['param', 'sub']);
+    assert.deepEqual(Array.from(await src.read('param')), [1, 2, 3, 4]);
+    assert.deepEqual(Array.from(await src.read('sub', 1)), [3, 4]);
+  } finally {
+    await src.close();
+  }
 });

@@ -36,6 +36,11 @@ for (const layout of LAYOUTS as readonly Layout[]) {
     const opened = await openModel(written.path, layout === 'ijepa-pth-tar' ? { part: 'encoder' } : {});
     try {
       const spec = buildSpec({ config: opened.config, preprocessorConfig: opened.preprocessorConfig, source: opened.source, modelId: layout, numHeads: 2 });
+      if (spec.modality !== 'vision') {
+        // Text transformers share the weight analysis only: the runtime says so.
+        await assert.rejects(VitRuntime.create(spec, { outputs: { ln: 'all' } }), (e: Error) => e.name === 'UserError' && /only vision models/.test(e.message));
+        return;
+      }
       const rt = await VitRuntime.create(spec, { outputs: { ln: 'all', residual: 'all', attention: 'all', logits: true, features: true }, threads: 1 });
       const [h, wd] = spec.imageSize;
       const px = tinyPixels(1, h, wd, 5);
