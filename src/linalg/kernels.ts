@@ -300,7 +300,7 @@ function buildJacobiSweep(): { fn: Fn; body: Code } {
             set(dd, fsub(get(b), get(a))),
             set(q, fsqrt(fadd(fmul(f64(4), fmul(get(g), get(g))), fmul(get(dd), get(dd))))),
             set(u, fadd(fabs(get(dd)), get(q))),
-            set(t, fdiv(fcopysign(fmul(f64(2), get(g)), get(dd)), get(u))),
+            set(t, fdiv(fmul(fcopysign(f64(2), get(dd)), get(g)), get(u))),
             set(cs, fsqrt(fdiv(get(u), fmul(f64(2), get(q))))),
             set(sn, fmul(get(cs), get(t))),
             set(vc, vsplat(get(cs))),
@@ -594,7 +594,7 @@ export function jacobiSweepJs(H: Float64Array, x: number, y: number, nrm: number
       const dd = b - a;
       const q = Math.sqrt(4 * (g * g) + dd * dd);
       const u = Math.abs(dd) + q;
-      const t = (dd < 0 || Object.is(dd, -0) ? -Math.abs(2 * g) : Math.abs(2 * g)) / u;
+      const t = ((dd < 0 || Object.is(dd, -0) ? -2 : 2) * g) / u;
       const cs = Math.sqrt(u / (2 * q)), sn = cs * t;
       for (let p = 0; p < ld; p++) {
         const xa = H[pi + p], xb = H[pj + p];
