@@ -68,9 +68,13 @@ export function encode(values: ArrayLike<number>, dtype: DType): Uint8Array {
   }
 }
 
+// One scratch word reused by every call (allocating per value made F16 encoding very slow).
+const SCRATCH_F = new Float32Array(1);
+const SCRATCH_U = new Uint32Array(SCRATCH_F.buffer);
+
 function floatToHalf(v: number): number {
-  const f = new Float32Array([v]);
-  const x = new Uint32Array(f.buffer)[0];
+  SCRATCH_F[0] = v;
+  const x = SCRATCH_U[0];
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;

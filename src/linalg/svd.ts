@@ -21,24 +21,43 @@ export const EPS = 2.220446049250313e-16;
  * rotates, accumulating in Y (offset y, same stride; set to the identity here). nrm (n
  * doubles) receives ‖x_i‖² of the final rows (= σ_i²). Returns the number of sweeps run.
  * Rows are orthogonal on exit to |x_i·x_j| ≤ tol·‖x_i‖‖x_j‖.
+ *
+ * Threshold strategy: the first two sweeps only rotate pairs whose cosine exceeds 0.1 and
+ * 0.01 (the large rotations that later sweeps would otherwise have to redo), which saves ~8%
+ * of the rotations on random 64×64 cores; convergence is decided by sweeps at `tol` only.
+ * X is scaled by a power of two (exact) so that its largest row norm is near 1: the rotation
+ * formulas square row norms, which must stay far from over- and underflow.
  */
 export function jacobiRows(ar: Arena, x: number, y: number, nrm: number, n: number, ld: number, tol = Math.max(8, n) * EPS, maxSweeps = 80): number {
-  const H = ar.heap;
+  let H = ar.heap;
+  let big = 0;
+  for (let i = 0; i < n; i++) for (let p = 0; p < ld; p++) big = Math.max(big, Math.abs(H[x + i * ld + p]));
+  const scale = big > 0 && Number.isFinite(big) ? 2 ** -Math.round(Math.log2(big * Math.sqrt(n))) : 1;
   for (let i = 0; i < n; i++) {
     const xi = x + i * ld, yi = y + i * ld;
     let s = 0;
     for (let p = 0; p < ld; p++) {
-      const v = H[xi + p];
+      const v = (H[xi + p] *= scale);
       s += v * v;
       H[yi + p] = 0;
     }
     H[yi + i] = 1;
     H[nrm + i] = s;
   }
+  const schedule = n >= 16 ? [0.1, 0.01] : [];
   let sweeps = 0;
   while (sweeps < maxSweeps) {
+    const t = sweeps < schedule.length ? Math.max(tol, schedule[sweeps]) : tol;
     sweeps++;
-    if (ar.jacobiSweep(x, y, nrm, n, ld, tol) === 0) break;
+    if (ar.jacobiSweep(x, y, nrm, n, ld, t) === 0 && t === tol) break;
+  }
+  H = ar.heap;
+  if (scale !== 1) {
+    const inv = 1 / scale;
+    for (let i = 0; i < n; i++) {
+      H[nrm + i] *= inv * inv;
+      for (let p = 0; p < ld; p++) H[x + i * ld + p] *= inv;
+    }
   }
   return sweeps;
 }

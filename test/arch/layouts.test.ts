@@ -229,6 +229,15 @@ const CASES: Case[] = [
     },
   },
   {
+    name: 'HF SiglipModel config (vision_config nested; defaults fill the rest)',
+    layout: 'hf-siglip-vision',
+    family: 'hf-siglip',
+    write: { configExtra: { model_type: 'siglip', vision_config: { hidden_size: 32, num_attention_heads: 4, num_hidden_layers: 3, patch_size: 4, image_size: 16, intermediate_size: 128 } } },
+    expect: { eps: 1e-6 },
+    pooling: 'none',
+    activation: 'gelu_tanh',
+  },
+  {
     name: 'HF IJepaModel (no CLS; position rows for patches only)',
     layout: 'hf-ijepa',
     family: 'hf-ijepa',

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Arena, gemmNNjs, gemmNTjs, jacobiSweepJs, kernelModule, roundUp } from '../../src/linalg/kernels.js';
+import { Arena, gemmNNjs, gemmNTjs, jacobiSweepJs, kernelModule, roundUp, signCosJs } from '../../src/linalg/kernels.js';
+import { choleskyUpperInPlace, invUpper, matmul, transpose } from '../../src/linalg/dense.js';
 import { sleb, uleb } from '../../src/linalg/wasm-asm.js';
 import { maxAbsDiff, randn, rng } from './helpers.js';
 
@@ -82,7 +83,6 @@ test('padding requirements are enforced', () => {
 });
 
 test('jacobiSweep: wasm and JS give the same orthogonalised rows', () => {
-  const g = rng(3);
   for (const n of [5, 16, 33]) {
     const ld = roundUp(n, 8);
     const x = 0, y = n * ld, nrm = 2 * n * ld;
@@ -99,7 +99,6 @@ test('jacobiSweep: wasm and JS give the same orthogonalised rows', () => {
         H[nrm + i] = s;
       }
     };
-    void g;
     const ar = new Arena();
     const H = ar.reserve(nrm + n);
     init(H);
@@ -147,4 +146,68 @@ test('Arena.reserve grows and keeps contents', () => {
   js.heap[3] = 7;
   js.reserve(js.heap.length * 5);
   assert.equal(js.heap[3], 7);
+});
+
+test('cholUpper / invUpper: wasm equals the JS versions; failures are reported', () => {
+  const g = rng(4);
+  for (const n of [1, 3, 8, 17, 64]) {
+    const ld = roundUp(n, 8);
+    const A = randn(n * (n + 3), g);
+    const G = matmul(A, transpose(A, n, n + 3), n, n + 3, n);
+    const ar = new Arena();
+    const H = ar.reserve(2 * ld * ld);
+    H.fill(0);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) H[i * ld + j] = G[i * n + j];
+    const J = Float64Array.from(H.subarray(0, 2 * ld * ld));
+    assert.ok(ar.cholUpper(0, n, ld));
+    assert.ok(choleskyUpperInPlace(J, 0, n, ld));
+    assert.ok(maxAbsDiff(ar.heap.subarray(0, ld * ld), J.subarray(0, ld * ld)) < 1e-12 * Math.max(...G));
+    assert.ok(ar.invUpper(0, ld * ld, n, ld));
+    assert.ok(invUpper(J, 0, ld, J, ld * ld, ld, n));
+    const Z = ar.heap.subarray(ld * ld, 2 * ld * ld);
+    assert.ok(maxAbsDiff(Z, J.subarray(ld * ld)) < 1e-9 * Math.max(...Z.map(Math.abs)));
+    // R·Z = I
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let k = 0; k < n; k++) s += ar.heap[i * ld + k] * Z[k * ld + j];
+        assert.ok(Math.abs(s - (i === j ? 1 : 0)) < 1e-10);
+      }
+  }
+  const ar = new Arena();
+  ar.reserve(64);
+  ar.heap.set([1, 2, 2, 1]);
+  assert.equal(ar.cholUpper(0, 2, 2), false);
+  ar.heap.set([1, 0, 0, NaN]);
+  assert.equal(ar.cholUpper(0, 2, 2), false);
+  ar.heap.set([1, 5, 0, 0]);
+  assert.equal(ar.invUpper(0, 8, 2, 2), false);
+  ar.heap.set([1, 5, 0, Infinity]);
+  assert.equal(ar.invUpper(0, 8, 2, 2), false);
+});
+
+test('signCos: wasm equals the JS version (sign rule with ties, cosines)', () => {
+  const g = rng(5);
+  const n = 6, d = 10, ld = 12;
+  const ar = new Arena();
+  const H = ar.reserve(2 * n * ld + n);
+  H.fill(0);
+  for (let k = 0; k < n; k++) for (let i = 0; i < d; i++) {
+    H[k * ld + i] = g();
+    H[n * ld + k * ld + i] = g();
+  }
+  // a tie: |u_0[2]| = |u_0[5]| = max, the lower index negative → flipped
+  H[2] = -9;
+  H[5] = 9;
+  const J = Float64Array.from(H.subarray(0, 2 * n * ld + n));
+  ar.signCos(0, n * ld, n, ld, d, 2 * n * ld);
+  signCosJs(J, 0, n * ld, n, ld, d, 2 * n * ld);
+  assert.ok(maxAbsDiff(ar.heap.subarray(0, 2 * n * ld + n), J) < 1e-15);
+  assert.equal(ar.heap[2], 9);
+  assert.equal(ar.heap[5], -9);
+  for (let k = 0; k < n; k++) {
+    let bi = 0;
+    for (let i = 1; i < d; i++) if (Math.abs(ar.heap[k * ld + i]) > Math.abs(ar.heap[k * ld + bi])) bi = i;
+    assert.ok(ar.heap[k * ld + bi] > 0);
+  }
 });
