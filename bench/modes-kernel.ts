@@ -24,6 +24,8 @@ export interface ModesBenchResult {
   heads: number;
   /** Wall time of analyzeModel (worker start-up included, weight generation excluded). */
   seconds: number;
+  /** CPU seconds of the whole process (all threads) during the run: wall ≈ cpu/threads on an idle machine. */
+  cpuSeconds: number;
   /** Mean Jacobi sweeps per head. */
   sweeps: number;
   paths: Record<string, number>;
@@ -33,6 +35,7 @@ export async function benchModes(cfg: ModesBenchConfig, threads: number, seed = 
   const { spec } = syntheticSpec({ layers: cfg.layers, heads: cfg.heads, headDim: cfg.headDim, width: cfg.width, seed });
   let sweeps = 0, n = 0;
   const paths: Record<string, number> = {};
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   await analyzeModel(spec, {
     threads,
@@ -46,7 +49,9 @@ export async function benchModes(cfg: ModesBenchConfig, threads: number, seed = 
     },
   });
   const seconds = (performance.now() - t0) / 1000;
-  return { name: cfg.name, threads, heads: n, seconds, sweeps: sweeps / n, paths };
+  const cu = process.cpuUsage(c0);
+  const cpuSeconds = (cu.user + cu.system) / 1e6;
+  return { name: cfg.name, threads, heads: n, seconds, cpuSeconds, sweeps: sweeps / n, paths };
 }
 
 /** Single-thread per-head time in ms (after warm-up), the kernel cost without any pool. */
@@ -69,7 +74,7 @@ async function main(): Promise<void> {
     for (const t of threads ? [threads] : [1, 2]) {
       const r = await benchModes(cfg, t);
       console.log(
-        `${r.name}: ${r.heads} heads, threads=${r.threads}: ${r.seconds.toFixed(3)} s wall, ${r.sweeps.toFixed(1)} sweeps/head, paths ${JSON.stringify(r.paths)}`,
+        `${r.name}: ${r.heads} heads, threads=${r.threads}: ${r.seconds.toFixed(3)} s wall, ${r.cpuSeconds.toFixed(3)} s cpu, ${r.sweeps.toFixed(1)} sweeps/head, paths ${JSON.stringify(r.paths)}`,
       );
     }
   }

@@ -10,22 +10,31 @@
  * - Streaming: layer results go to `onLayer` in layer order and are not retained here (only
  *   the small per-head scalars are returned), so memory holds at most two layers' inputs and
  *   vectors at once (a ViT-H/14 would need 32·16·1280·80·2 doubles ≈ 840 MB otherwise).
- * - Parallelism: with threads > 1, a pool of worker_threads computes heads (one job per head,
- *   dynamically dispatched) while the main thread reads the next layer. Inputs are copied once
- *   into per-head buffers that are transferred, results are transferred back: no further
- *   copies of the d_h×d matrices.
+ * - Parallelism: `threads` compute threads = the calling thread plus threads−1 worker_threads,
+ *   one job per head, dynamically dispatched (each worker holds up to two jobs so it never
+ *   waits while the calling thread is busy with a head of its own; the calling thread runs a
+ *   head per event-loop turn, so reading the next layer proceeds in between). Using the
+ *   calling thread instead of an extra worker matters on small machines: a worker costs
+ *   start-up time and a third busy thread would compete for two cores. A layer's q/k weights
+ *   and q bias are copied once into SharedArrayBuffers that every thread reads its head's rows
+ *   from (no per-head copies); results come back as transferred ArrayBuffers (no copies of the
+ *   d_h×d vectors).
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { loadWeight, type VitSpec } from '../arch/spec.js';
 import type { FloatArray } from '../checkpoint/types.js';
 import { headModes } from './modes.js';
+import { sliceView, toShared, type HeadJob, type HeadReply, type SharedSlice } from './shared-slice.js';
 import type { HeadModes } from './types.js';
 
 export interface AnalyzeModelOptions {
   /** Block indices to analyse (0-based), in the order wanted; default all. */
   layers?: number[];
-  /** Worker threads; default os.availableParallelism() capped at 8. 1 computes on the calling thread. */
+  /**
+   * Compute threads (the calling thread plus threads−1 workers); default
+   * os.availableParallelism() capped at 8. 1 computes on the calling thread only.
+   */
   threads?: number;
   /** Receives each layer's heads (ordered by head) in layer order; awaited before the layer is released. */
   onLayer?: (layer: number, heads: HeadModes[]) => void | Promise<void>;
@@ -38,20 +47,6 @@ export interface LayerModes {
   layer: number;
   heads: HeadSummary[];
 }
-
-/** Message to a worker: one head. */
-export interface HeadJob {
-  id: number;
-  wq: FloatArray;
-  wk: FloatArray;
-  bq: FloatArray | null;
-  d: number;
-  dh: number;
-  layer: number;
-  head: number;
-}
-
-export type HeadReply = { id: number; ok: true; result: HeadModes } | { id: number; ok: false; error: string };
 
 export const MAX_THREADS = 8;
 
@@ -84,20 +79,11 @@ async function loadLayer(spec: VitSpec, l: number): Promise<LayerInput> {
   return { layer: l, wq, wk, bq };
 }
 
-/** The per-head job of layer input `x` (copies of the head's rows, ready to transfer). */
-function headJob(spec: VitSpec, x: LayerInput, h: number, id: number): HeadJob {
+/** Element ranges [offset, length] of head h's rows: query rows, its key head's rows, its bias. */
+function headRanges(spec: VitSpec, h: number) {
   const { d, dh, group } = dims(spec);
   const kv = Math.floor(h / group);
-  return {
-    id,
-    wq: x.wq.slice(h * dh * d, (h + 1) * dh * d),
-    wk: x.wk.slice(kv * dh * d, (kv + 1) * dh * d),
-    bq: x.bq ? x.bq.slice(h * dh, (h + 1) * dh) : null,
-    d,
-    dh,
-    layer: x.layer,
-    head: h,
-  };
+  return { wq: [h * dh * d, dh * d], wk: [kv * dh * d, dh * d], bq: [h * dh, dh] } as const;
 }
 
 function summarize(m: HeadModes): HeadSummary {
@@ -105,54 +91,81 @@ function summarize(m: HeadModes): HeadSummary {
   return rest;
 }
 
-/** A fixed pool of workers running modes-worker.js, with a FIFO job queue. */
-class Pool {
-  private workers: Worker[] = [];
-  private idle: Worker[] = [];
-  private queue: { job: HeadJob; resolve: (r: HeadModes) => void; reject: (e: Error) => void }[] = [];
-  private busy = new Map<Worker, { resolve: (r: HeadModes) => void; reject: (e: Error) => void }>();
-  private failure: Error | null = null;
+interface Task {
+  job: HeadJob;
+  resolve: (r: HeadModes) => void;
+  reject: (e: Error) => void;
+}
 
-  constructor(n: number) {
+function runJob(job: HeadJob): HeadModes {
+  return headModes(sliceView(job.wq), sliceView(job.wk), job.bq && sliceView(job.bq), job.d, job.dh, job.layer, job.head);
+}
+
+/**
+ * `workers` worker threads running modes-worker.js (each with up to DEPTH jobs in flight) plus,
+ * when `local`, the calling thread, which takes a job whenever it is free (one per
+ * event-loop turn, via setImmediate).
+ */
+class Pool {
+  static readonly DEPTH = 2;
+  private workers: { w: Worker; inflight: Map<number, Task> }[] = [];
+  private queue: Task[] = [];
+  private localBusy = false;
+  private failure: Error | null = null;
+  private closing = false;
+
+  constructor(workers: number, private readonly local: boolean) {
     const url = new URL('./modes-worker.js', import.meta.url);
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < workers; i++) {
       const w = new Worker(url);
+      const slot = { w, inflight: new Map<number, Task>() };
       w.on('message', (msg: HeadReply) => {
-        const cb = this.busy.get(w);
-        this.busy.delete(w);
-        if (cb) {
-          if (msg.ok) cb.resolve(msg.result);
-          else cb.reject(new Error(`worker failed on a head: ${msg.error}`));
+        const t = slot.inflight.get(msg.id);
+        slot.inflight.delete(msg.id);
+        if (t) {
+          if (msg.ok) t.resolve(msg.result);
+          else t.reject(new Error(`worker failed on layer ${t.job.layer} head ${t.job.head}: ${msg.error}`));
         }
-        this.idle.push(w);
         this.pump();
       });
       w.on('error', (e) => this.fail(e instanceof Error ? e : new Error(String(e))));
       w.on('exit', (code) => {
-        if (code !== 0 && !this.closing) this.fail(new Error(`modes worker exited with code ${code}`));
+        if (!this.closing) this.fail(new Error(`modes worker exited with code ${code}`));
       });
-      this.workers.push(w);
-      this.idle.push(w);
+      this.workers.push(slot);
     }
   }
 
-  private closing = false;
-
   private fail(e: Error): void {
     if (!this.failure) this.failure = e;
-    for (const cb of this.busy.values()) cb.reject(e);
-    this.busy.clear();
-    for (const q of this.queue.splice(0)) q.reject(e);
+    for (const s of this.workers) {
+      for (const t of s.inflight.values()) t.reject(e);
+      s.inflight.clear();
+    }
+    for (const t of this.queue.splice(0)) t.reject(e);
   }
 
   private pump(): void {
-    while (this.idle.length && this.queue.length) {
-      const w = this.idle.shift()!;
-      const { job, resolve, reject } = this.queue.shift()!;
-      this.busy.set(w, { resolve, reject });
-      const transfer: ArrayBuffer[] = [job.wq.buffer as ArrayBuffer, job.wk.buffer as ArrayBuffer];
-      if (job.bq) transfer.push(job.bq.buffer as ArrayBuffer);
-      w.postMessage(job, transfer);
+    if (this.failure) return;
+    for (const s of this.workers) {
+      while (s.inflight.size < Pool.DEPTH && this.queue.length) {
+        const t = this.queue.shift()!;
+        s.inflight.set(t.job.id, t);
+        s.w.postMessage(t.job);
+      }
+    }
+    if (this.local && !this.localBusy && this.queue.length) {
+      this.localBusy = true;
+      const t = this.queue.shift()!;
+      setImmediate(() => {
+        try {
+          t.resolve(runJob(t.job));
+        } catch (e) {
+          t.reject(e instanceof Error ? e : new Error(String(e)));
+        }
+        this.localBusy = false;
+        this.pump();
+      });
     }
   }
 
@@ -166,7 +179,8 @@ class Pool {
 
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    for (const t of this.queue.splice(0)) t.reject(new Error('analysis stopped'));
+    await Promise.all(this.workers.map((s) => s.w.terminate()));
   }
 }
 
@@ -185,7 +199,7 @@ export async function analyzeModel(spec: VitSpec, opts: AnalyzeModelOptions = {}
   const L = spec.blocks.length;
   const layers = opts.layers ?? Array.from({ length: L }, (_, i) => i);
   for (const l of layers) if (!Number.isInteger(l) || l < 0 || l >= L) throw new RangeError(`${spec.modelId}: no block ${l} (it has ${L})`);
-  const threads = Math.max(1, Math.min(MAX_THREADS, Math.floor(opts.threads ?? defaultThreads())));
+  const threads = Math.max(1, Math.min(MAX_THREADS, Math.floor(opts.threads ?? defaultThreads()), H * layers.length));
   const out: LayerModes[] = [];
 
   if (threads === 1 || layers.length === 0) {
@@ -193,8 +207,9 @@ export async function analyzeModel(spec: VitSpec, opts: AnalyzeModelOptions = {}
       const x = await loadLayer(spec, l);
       const heads: HeadModes[] = [];
       for (let h = 0; h < H; h++) {
-        const j = headJob(spec, x, h, h);
-        heads.push(headModes(j.wq, j.wk, j.bq, d, dh, l, h));
+        const r = headRanges(spec, h);
+        const view = (a: FloatArray, [o, n]: readonly [number, number]) => a.subarray(o, o + n);
+        heads.push(headModes(view(x.wq, r.wq), view(x.wk, r.wk), x.bq ? view(x.bq, r.bq) : null, d, dh, l, h));
       }
       out.push({ layer: l, heads: heads.map(summarize) });
       await opts.onLayer?.(l, heads);
@@ -202,16 +217,23 @@ export async function analyzeModel(spec: VitSpec, opts: AnalyzeModelOptions = {}
     return out;
   }
 
-  const pool = new Pool(Math.min(threads, H * layers.length));
+  const pool = new Pool(threads - 1, true);
   const delivered: Promise<void>[] = [];
   let failed = false;
   let nextId = 0;
+  const part = (s: SharedSlice, [offset, length]: readonly [number, number]): SharedSlice => ({ ...s, offset, length });
   try {
     for (let idx = 0; idx < layers.length && !failed; idx++) {
       const l = layers[idx];
       // Read layer l while the pool computes layer l−1.
       const x = await loadLayer(spec, l);
-      const computed = Promise.all(Array.from({ length: H }, (_, h) => pool.run(headJob(spec, x, h, nextId++))));
+      const sq = toShared(x.wq), sk = toShared(x.wk), sb = x.bq ? toShared(x.bq) : null;
+      const computed = Promise.all(
+        Array.from({ length: H }, (_, h) => {
+          const r = headRanges(spec, h);
+          return pool.run({ id: nextId++, wq: part(sq, r.wq), wk: part(sk, r.wk), bq: sb && part(sb, r.bq), d, dh, layer: l, head: h });
+        }),
+      );
       computed.catch(() => {}); // handled through `delivered` below; avoid an unhandled-rejection crash meanwhile
       const prev = idx > 0 ? delivered[idx - 1] : Promise.resolve();
       const done = prev.then(async () => {

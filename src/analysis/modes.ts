@@ -7,7 +7,8 @@
  *      Then W_qᵀ = Q_q·R_q with Q_q = W_qᵀ·R_q⁻¹ orthonormal (Cholesky-QR; Q_q is never formed).
  *      Same for W_k.
  *   2. Core C = R_q·R_kᵀ (d_h×d_h): M = Q_q·C·Q_kᵀ, so M's singular values are C's.
- *   3. SVD C = P·Σ·Sᵀ by one-sided Jacobi (linalg/svd.ts).
+ *   3. SVD C = P·Σ·Sᵀ by Golub–Kahan–Reinsch (Householder bidiagonalisation + implicit QR;
+ *      one-sided Jacobi as the fallback, linalg/svd.ts).
  *   4. U = Q_q·P = W_qᵀ·(R_q⁻¹P): each u_n is a combination of the rows of W_q (one
  *      d_h×d_h by d_h×d product); V likewise from W_k.
  * Cost ≈ 3·d_h²·d multiply-adds per head (1.5 per side) plus O(d_h³), in float64 throughout
@@ -26,14 +27,15 @@
  * Conventions (see types.ts): σ is of W_qᵀW_k itself, NOT divided by sqrt(d_h). Sign: each
  * pair (u_n, v_n) is flipped jointly so that the entry of u_n with the largest magnitude is
  * positive (ties: the lowest index). Modes with σ_n = 0 (rank-deficient W_q, W_k or W_qW_kᵀ)
- * still get unit vectors: the Jacobi rows of zero length are replaced by the first standard
- * basis vectors that survive Gram–Schmidt against the others (deterministic), so U and V
- * always have orthonormal rows; their cosines are then arbitrary but carry zero weight in the
- * σ-weighted head score (they do count in the plain mean).
+ * still get unit vectors: Golub–Kahan's P and S are products of reflections and rotations,
+ * orthogonal whatever the rank, and the Jacobi fallback replaces rows of zero length by the
+ * first standard basis vectors that survive Gram–Schmidt against the others; either way the
+ * result is deterministic and U, V have orthonormal rows. Such modes' cosines are arbitrary
+ * but carry zero weight in the σ-weighted head score (they do count in the plain mean).
  */
 import { Arena, roundUp } from '../linalg/kernels.js';
 import { condEstimateUpper, householderLQInPlace } from '../linalg/dense.js';
-import { EPS, completeOrthonormalRows, jacobiRows, orderDescending } from '../linalg/svd.js';
+import { EPS, completeOrthonormalRows, gkSvd, jacobiRows, orderDescending } from '../linalg/svd.js';
 import type { FloatArray } from '../checkpoint/types.js';
 import type { FactorPath, HeadModes } from './types.js';
 
@@ -52,6 +54,8 @@ export interface HeadModesOptions {
   arena?: Arena;
   /** Force a factorisation path for both sides (tests); 'auto' by default. */
   path?: FactorPath | 'auto';
+  /** SVD of the d_h×d_h core: Golub–Kahan (default, Jacobi if it fails to converge) or Jacobi. */
+  svd?: 'golub-kahan' | 'jacobi';
 }
 
 interface Layout {
@@ -79,6 +83,16 @@ interface Layout {
   atv: number;
   nrm: number;
   cos: number;
+  gp: number;
+  gs: number;
+  gvl: number;
+  gvr: number;
+  gw: number;
+  gidx: number;
+  gcs: number;
+  gidx2: number;
+  gcs2: number;
+  pk: number;
   end: number;
 }
 
@@ -93,7 +107,9 @@ function layout(n: number, d: number): Layout {
     wq: take(big), wk: take(big), bq: take(big), bk: take(big), uo: take(big), vo: take(big),
     g: take(small), ra: take(small), rb: take(small), ria: take(small), rib: take(small), tmp: take(small),
     x: take(small), y: take(small), pr: take(small), sr: take(small), atu: take(small), atv: take(small),
-    nrm: take(n4), cos: take(n4), end: 0,
+    nrm: take(n4), cos: take(n4),
+    gp: take(small), gs: take(small), gvl: take(small), gvr: take(small), gw: take(n4), gidx: take(n4), gcs: take(2 * n4), gidx2: take(n4), gcs2: take(2 * n4), pk: take(small),
+    end: 0,
   };
   L.end = o;
   return L;
@@ -166,7 +182,7 @@ function factorSide(ar: Arena, L: Layout, w: number, base: number, r: number, ri
   if (want !== 'householder' && Number.isFinite(cond)) {
     // CholeskyQR2: Q1ᵀ = R1⁻ᵀ·W (rows), G2 = Q1ᵀQ1 = R2ᵀR2, R = R2·R1, Q = Q1·R2⁻¹.
     // gemmNN takes Aᵀ: A = R1⁻ᵀ so Aᵀ = R1⁻¹ (at ri).
-    ar.gemmNN(ri, w, base, n4, d4, n4);
+    ar.gemmNN(ri, w, base, n4, d4, n4, L.pk);
     gram(ar, base, L);
     const H = ar.heap;
     H.set(H.subarray(r, r + n4 * n4), tmp); // R1
@@ -225,27 +241,49 @@ export function headModes(
   const sk = factorSide(ar, L, L.wk, L.bk, L.rb, L.rib, force);
   H = ar.heap;
 
-  // X = Cᵀ = R_k·R_qᵀ: its rows are C's columns, which Jacobi orthogonalises (svd.ts).
-  ar.gemmNT(L.rb, L.ra, L.x, n4, n4, n4, n4);
-  const sweeps = jacobiRows(ar, L.x, L.y, L.nrm, n, n4);
-  const order = orderDescending(H.subarray(L.nrm, L.nrm + n), n);
-
-  // Sorted, normalised left vectors p_k (rows of PR) and right vectors s_k (rows of SR).
+  // SVD of the core C = R_q·R_kᵀ into sorted σ, rows p_k (PR) and s_k (SR).
   const sigma = new Float64Array(n);
-  const missing: boolean[] = [];
   H.fill(0, L.pr, L.pr + n4 * n4);
   H.fill(0, L.sr, L.sr + n4 * n4);
-  for (let k = 0; k < n; k++) {
-    const i = order[k];
-    const s = Math.sqrt(H[L.nrm + i]);
-    sigma[k] = s;
-    const zero = !(s > 1e-290);
-    missing.push(zero);
-    const xi = L.x + i * n4, pk = L.pr + k * n4;
-    if (!zero) for (let p = 0; p < n; p++) H[pk + p] = H[xi + p] / s;
-    H.set(H.subarray(L.y + i * n4, L.y + i * n4 + n), L.sr + k * n4);
+  let sweeps = -1;
+  let method: 'golub-kahan' | 'jacobi' = 'golub-kahan';
+  if (opts.svd !== 'jacobi') {
+    ar.gemmNT(L.ra, L.rb, L.x, n4, n4, n4, n4);
+    const raw = new Float64Array(n);
+    const g = { a: L.x, p: L.gp, s: L.gs, vl: L.gvl, vr: L.gvr, w: L.gw, idx: L.gidx, cs: L.gcs, idx2: L.gidx2, cs2: L.gcs2 };
+    sweeps = gkSvd(ar, g, n, n4, raw);
+    H = ar.heap;
+    if (sweeps >= 0) {
+      const order = orderDescending(raw, n);
+      for (let k = 0; k < n; k++) {
+        const i = order[k];
+        sigma[k] = raw[i];
+        H.set(H.subarray(g.a + i * n4, g.a + i * n4 + n), L.pr + k * n4);
+        H.set(H.subarray(g.vl + i * n4, g.vl + i * n4 + n), L.sr + k * n4);
+      }
+    }
   }
-  if (missing.some(Boolean)) completeOrthonormalRows(H, L.pr, n4, n, n, missing);
+  if (sweeps < 0) {
+    // One-sided Jacobi (also the fallback should the QR iteration not converge):
+    // X = Cᵀ = R_k·R_qᵀ, its rows are C's columns, which Jacobi orthogonalises (svd.ts).
+    method = 'jacobi';
+    ar.gemmNT(L.rb, L.ra, L.x, n4, n4, n4, n4);
+    sweeps = jacobiRows(ar, L.x, L.y, L.nrm, n, n4);
+    H = ar.heap;
+    const order = orderDescending(H.subarray(L.nrm, L.nrm + n), n);
+    const missing: boolean[] = [];
+    for (let k = 0; k < n; k++) {
+      const i = order[k];
+      const s = Math.sqrt(H[L.nrm + i]);
+      sigma[k] = s;
+      const zero = !(s > 1e-290);
+      missing.push(zero);
+      const xi = L.x + i * n4, pk = L.pr + k * n4;
+      if (!zero) for (let p = 0; p < n; p++) H[pk + p] = H[xi + p] / s;
+      H.set(H.subarray(L.y + i * n4, L.y + i * n4 + n), L.sr + k * n4);
+    }
+    if (missing.some(Boolean)) completeOrthonormalRows(H, L.pr, n4, n, n, missing);
+  }
 
   // Coefficients: u_k = Bᵀ·(T·p_k). gemmNN wants Aᵀ with A[k,:] = (T p_k)ᵀ, i.e. Aᵀ = T·Pᵀ,
   // computed as gemmNT(T, PR) (rows of T dotted with rows of PR).
@@ -255,8 +293,8 @@ export function headModes(
     } else ar.gemmNT(side.t, rows, at, n4, n4, n4, n4);
     return at;
   };
-  ar.gemmNN(coef(sq, L.pr, L.atu), sq.base, L.uo, n4, d4, n4);
-  ar.gemmNN(coef(sk, L.sr, L.atv), sk.base, L.vo, n4, d4, n4);
+  ar.gemmNN(coef(sq, L.pr, L.atu), sq.base, L.uo, n4, d4, n4, L.pk);
+  ar.gemmNN(coef(sk, L.sr, L.atv), sk.base, L.vo, n4, d4, n4, L.pk);
   H = ar.heap;
 
   // Canonical sign and cosines on the padded rows (padding is zero), then copy out.
@@ -315,7 +353,7 @@ export function headModes(
     meanCosine: sc / n,
     salience,
     salienceNorm,
-    numerics: { qPath: sq.path, kPath: sk.path, condQ: sq.cond, condK: sk.cond, sweeps },
+    numerics: { qPath: sq.path, kPath: sk.path, condQ: sq.cond, condK: sk.cond, svd: method, sweeps },
   };
 }
 

@@ -58,6 +58,8 @@ export interface HeadNumerics {
    */
   condQ: number;
   condK: number;
-  /** One-sided Jacobi sweeps on the d_h×d_h core (the last one found nothing to rotate). */
+  /** Method of the d_h×d_h core SVD ('jacobi' only when forced, or as the fallback). */
+  svd?: 'golub-kahan' | 'jacobi';
+  /** Implicit-QR sweeps (Golub–Kahan) or Jacobi sweeps (the last found nothing to rotate). */
   sweeps: number;
 }

@@ -5,8 +5,9 @@
  *   resize   'shortest': short side -> `resize`, long side -> int(resize * long / short)
  *            'exact':    both sides -> `resize` (HF `size: {height, width}`), then crop;
  *                        with a non-square crop, straight to the crop size
- *   crop     centre crop to `crop` [h, w]: HF takes top = (h - ch) // 2; torchvision (timm
- *            families) rounds: top = round((h - ch) / 2). Smaller images are zero-padded.
+ *   crop     centre crop to `crop` [h, w]: HF takes top = (h - ch) // 2; torchvision (timm,
+ *            SimMIM, I-JEPA release) rounds: top = round((h - ch) / 2). Smaller images are
+ *            zero-padded.
  *   rescale  x * rescale (1/255)
  *   normalise (x - mean) / std, channels first: [3, h, w] float32
  *
@@ -41,7 +42,8 @@ export interface PreprocessOptions {
 
 /** The preprocessing to use for a spec (its own, or HF ViT's defaults at the model's size). */
 export function preprocessFor(spec: VitSpec): { pp: PreprocessSpec; defaulted: boolean; options: PreprocessOptions } {
-  const options: PreprocessOptions = { cropRounding: spec.family.startsWith('timm') ? 'torchvision' : 'hf' };
+  // HF image processors floor the crop offset; timm and the SimMIM / I-JEPA release code use torchvision's CenterCrop.
+  const options: PreprocessOptions = { cropRounding: spec.family.startsWith('hf-') ? 'hf' : 'torchvision' };
   if (spec.preprocess) return { pp: spec.preprocess, defaulted: false, options };
   const [h, w] = spec.imageSize;
   return {

@@ -5,7 +5,8 @@
  *   torchvision/timm transforms call): separable convolution, horizontal pass first, with
  *   Pillow's kernels (bilinear = triangle, bicubic a = -0.5, lanczos a = 3), support scaled by
  *   the downscale factor (antialiasing), 22-bit fixed-point coefficients and the intermediate
- *   image rounded to uint8. NEAREST is Pillow's affine nearest: src = floor((x + 0.5) * scale).
+ *   image rounded to uint8. NEAREST is Pillow's affine nearest: src = floor((x + 0.5) * scale),
+ *   with Pillow's step-by-step accumulation of the coordinate.
  * - `resizeGridF64`: resampling of a float grid (position-embedding interpolation) as
  *   `torch.nn.functional.interpolate(mode='bicubic', align_corners=False)` does, without
  *   antialias (HF ViT/DINOv2/CLIP/SigLIP: A = -0.75, size-based scale) or with it (timm's
@@ -100,13 +101,25 @@ function clip8(v: number): number {
 export function pilResizeU8(src: Uint8Array, w: number, h: number, channels: number, outW: number, outH: number, filter: PilFilter): Uint8Array {
   if (outW === w && outH === h) return src.slice();
   if (filter === 'nearest') {
+    // Pillow's ImagingScaleAffine: source coordinates accumulated step by step in doubles
+    // (xo = a0 / 2, then xo += a0), truncated; the accumulation decides exact-integer ties.
+    const table = (inSize: number, outSize: number) => {
+      const a0 = inSize / outSize;
+      const t = new Int32Array(outSize);
+      let xo = a0 * 0.5;
+      for (let x = 0; x < outSize; x++) {
+        t[x] = Math.min(inSize - 1, xo < 0 ? 0 : Math.trunc(xo));
+        xo += a0;
+      }
+      return t;
+    };
+    const xs = table(w, outW);
+    const ys = table(h, outH);
     const out = new Uint8Array(outW * outH * channels);
-    const sx = w / outW;
-    const sy = h / outH;
     for (let y = 0; y < outH; y++) {
-      const yi = Math.min(h - 1, Math.floor((y + 0.5) * sy));
+      const yi = ys[y];
       for (let x = 0; x < outW; x++) {
-        const xi = Math.min(w - 1, Math.floor((x + 0.5) * sx));
+        const xi = xs[x];
         for (let c = 0; c < channels; c++) out[(y * outW + x) * channels + c] = src[(yi * w + xi) * channels + c];
       }
     }

@@ -12,9 +12,10 @@
  *        block is 4 rows × 2 columns × 2 SIMD lanes: 8 accumulators stay in registers and each
  *        loaded vector is used 2–4 times. sym=1 computes only the 4×2 blocks with j ≥ i
  *        (for a Gram matrix A·Aᵀ: the caller mirrors the upper triangle).
- *   gemmNN(at,b,c, m,n,k)            C = A·B with A m×k given TRANSPOSED (at: k×m), B k×n,
- *        C m×n. m%4 = 0, n%4 = 0. Vectorised along the rows of B: each step broadcasts four
- *        A entries (contiguous in Aᵀ, hence static offsets) against two vectors of B.
+ *   gemmNN(at,b,c, m,n,k, pk)        C = A·B with A m×k given TRANSPOSED (at: k×m), B k×n,
+ *        C m×n. m%4 = 0, n%4 = 0. A is first repacked (into pk, m·k doubles) as 4-row panels
+ *        [i/4][p][4]; the kernel is vectorised along the rows of B: each step broadcasts four
+ *        A entries (static offsets) against two vectors of B.
  *   jacobiSweep(x,y,nrm, n,ld, tol)  one cyclic sweep of one-sided (Hestenes) Jacobi on the n
  *        rows of X (row stride ld, ld%8 = 0), applying the same rotations to the rows of Y;
  *        nrm[i] holds ‖x_i‖²; after a rotation it is updated by Rutishauser's formulas
@@ -31,6 +32,9 @@
  *        the Gram matrix, inverse of its factor): row-oriented, inner loops are contiguous
  *        axpys in f64x2. Plain JS managed only ~0.3 GFLOP/s on these short loops.
  *   signCos(u, v, n, ld, d, cos)   canonical sign of each (u_k, v_k) pair and c_k = u_k·v_k.
+ *   houseLeft / houseRight / rotRows   Householder reflectors and sequences of plane rotations
+ *        on contiguous rows: the O(n³) and O(n²)-per-sweep parts of the Golub–Kahan SVD
+ *        (svd.ts), whose scalar bidiagonal logic stays in JS.
  */
 import {
   and32,
@@ -149,22 +153,23 @@ function buildGemmNT(): { fn: Fn; body: Code } {
 
 function buildGemmNN(): { fn: Fn; body: Code } {
   const f = new Fn('gemmNN', [I32, I32, I32, I32, I32, I32], null);
-  const [AT, B, C, M, N, K] = [0, 1, 2, 3, 4, 5];
-  const [rbB, rbA, i, jo, p, pA, pB, pc] = f.locals(I32, 8);
+  const [AP, B, C, M, N, K] = [0, 1, 2, 3, 4, 5];
+  const [rbB, i, jo, p, pA, pB, pc] = f.locals(I32, 7);
   const acc = f.locals(V128, 8);
   const [x0, x1, av] = f.locals(V128, 3);
+  // Column panels outside, row blocks inside: the 4-column panel of B (k×32 bytes) stays in L1
+  // while all row blocks use it; each row block's packed A panel (k×4 doubles) is contiguous.
   const body = c(
     set(rbB, shl32(get(N), i32(3))),
-    set(rbA, shl32(get(M), i32(3))),
-    set(i, i32(0)),
+    set(jo, i32(0)),
     whileLoop(
-      ltU(get(i), get(M)),
-      set(jo, i32(0)),
+      ltU(get(jo), get(rbB)),
+      set(i, i32(0)),
       whileLoop(
-        ltU(get(jo), get(rbB)),
+        ltU(get(i), get(M)),
         ...acc.map((a) => set(a, vzero)),
         set(pB, add32(get(B), get(jo))),
-        set(pA, add32(get(AT), shl32(get(i), i32(3)))),
+        set(pA, add32(get(AP), mul32(get(i), shl32(get(K), i32(3))))), // block i/4 starts at (i/4)·k·32 bytes
         set(p, i32(0)),
         whileLoop(
           ltU(get(p), get(K)),
@@ -178,7 +183,7 @@ function buildGemmNN(): { fn: Fn; body: Code } {
             ),
           ),
           set(pB, add32(get(pB), get(rbB))),
-          set(pA, add32(get(pA), get(rbA))),
+          set(pA, add32(get(pA), i32(32))),
           set(p, add32(get(p), i32(1))),
         ),
         set(pc, add32(get(C), add32(mul32(get(i), get(rbB)), get(jo)))),
@@ -189,9 +194,9 @@ function buildGemmNN(): { fn: Fn; body: Code } {
             vstore(get(pc), get(acc[2 * r + 1]), 16),
           ),
         ),
-        set(jo, add32(get(jo), i32(32))),
+        set(i, add32(get(i), i32(4))),
       ),
-      set(i, add32(get(i), i32(4))),
+      set(jo, add32(get(jo), i32(32))),
     ),
   );
   return { fn: f, body };
@@ -202,7 +207,7 @@ function buildJacobiSweep(): { fn: Fn; body: Code } {
   const [X, Y, NRM, N, LD, TOL] = [0, 1, 2, 3, 4, 5];
   const [rb, rot, i, j, o, pi, pj, qi, qj, mx] = f.locals(I32, 10);
   const [g, a, b, dd, q, u, t, cs, sn, best, tol2, na, nb] = f.locals(F64, 13);
-  const [s0, s1, s2, s3, vc, vs, xa, xb, ya, yb] = f.locals(V128, 10);
+  const [s0, s1, s2, s3, vc, vs, xa, xb] = f.locals(V128, 8);
   const nrmAt = (k: number) => add32(get(NRM), shl32(get(k), i32(3)));
   const at = (p: number, off = 0) => (off ? add32(get(p), add32(get(o), i32(off))) : add32(get(p), get(o)));
   /** dest = x_p1 · x_p2 with four independent accumulators (ld % 8 = 0). */
@@ -224,23 +229,24 @@ function buildJacobiSweep(): { fn: Fn; body: Code } {
       set(s0, vadd(vadd(get(s0), get(s1)), vadd(get(s2), get(s3)))),
       set(dest, vhsum(s0)),
     );
-  /** (x_p1, x_p2) <- (c·x_p1 − s·x_p2, s·x_p1 + c·x_p2) for the X rows and the Y rows in one loop. */
-  const rotate = (p1: number, p2: number, r1: number, r2: number) =>
-    c(
+  /**
+   * (x_p1, x_p2) <- (c·x_p1 − s·x_p2, s·x_p1 + c·x_p2) for the X rows and the Y rows in one
+   * loop, two vectors of each row per step (ld % 4 = 0): fewer loop-control and stack-check
+   * instructions per element, which is what bounds this loop (128-bit SIMD, no FMA).
+   */
+  const rotate = (p1: number, p2: number, r1: number, r2: number) => {
+    const pair = (a: number, b: number, off: number) =>
+      c(
+        set(xa, vload(at(a), off)),
+        set(xb, vload(at(b), off)),
+        vstore(at(a), vsub(vmul(get(xa), get(vc)), vmul(get(xb), get(vs))), off),
+        vstore(at(b), vadd(vmul(get(xa), get(vs)), vmul(get(xb), get(vc))), off),
+      );
+    return c(
       set(o, i32(0)),
-      whileLoop(
-        ltU(get(o), get(rb)),
-        set(xa, vload(at(p1))),
-        set(xb, vload(at(p2))),
-        set(ya, vload(at(r1))),
-        set(yb, vload(at(r2))),
-        vstore(at(p1), vsub(vmul(get(xa), get(vc)), vmul(get(xb), get(vs)))),
-        vstore(at(p2), vadd(vmul(get(xa), get(vs)), vmul(get(xb), get(vc)))),
-        vstore(at(r1), vsub(vmul(get(ya), get(vc)), vmul(get(yb), get(vs)))),
-        vstore(at(r2), vadd(vmul(get(ya), get(vs)), vmul(get(yb), get(vc)))),
-        set(o, add32(get(o), i32(16))),
-      ),
+      whileLoop(ltU(get(o), get(rb)), pair(p1, p2, 0), pair(r1, r2, 0), pair(p1, p2, 16), pair(r1, r2, 16), set(o, add32(get(o), i32(32)))),
     );
+  };
   const swapRows = (p1: number, p2: number) =>
     c(
       set(o, i32(0)),
@@ -504,6 +510,136 @@ function buildSignCos(): { fn: Fn; body: Code } {
   return { fn: f, body };
 }
 
+/**
+ * Householder reflector H = I − τ·v·vᵀ applied from the LEFT to rows r0..r1−1, columns
+ * c0..c1−1 of A (stride ld): w = Σ_i v_i·A[i, c0:c1] (w: scratch), then A[i, c0:c1] −= τ·v_i·w.
+ * Both passes are contiguous row axpys.
+ */
+function buildHouseLeft(): { fn: Fn; body: Code } {
+  const f = new Fn('houseLeft', [I32, I32, I32, I32, I32, I32, I32, F64, I32], null);
+  const [A, LD, R0, R1, C0, C1, VP, TAU, W] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const [rb, i, cnt, row, o, lim, vi] = f.locals(I32, 7);
+  const [a] = f.locals(F64, 1);
+  const [va] = f.locals(V128, 1);
+  const body = c(
+    set(rb, shl32(get(LD), i32(3))),
+    set(cnt, sub32(get(C1), get(C0))),
+    set(o, i32(0)),
+    whileLoop(ltS(get(o), get(cnt)), fstore(add32(get(W), shl32(get(o), i32(3))), f64(0)), set(o, add32(get(o), i32(1)))),
+    // w += v_i · A[i, c0:c1]
+    set(i, get(R0)),
+    set(vi, get(VP)),
+    whileLoop(
+      ltS(get(i), get(R1)),
+      set(a, fneg(fload(get(vi)))),
+      if_(
+        fne(get(a), f64(0)),
+        c(
+          set(row, add32(add32(get(A), mul32(get(i), get(rb))), shl32(get(C0), i32(3)))),
+          set(va, vsplat(get(a))),
+          axpySub({ o, lim }, get(W), get(row), get(cnt), a, va),
+        ),
+      ),
+      set(i, add32(get(i), i32(1))),
+      set(vi, add32(get(vi), i32(8))),
+    ),
+    // A[i, c0:c1] −= τ v_i · w
+    set(i, get(R0)),
+    set(vi, get(VP)),
+    whileLoop(
+      ltS(get(i), get(R1)),
+      set(a, fmul(get(TAU), fload(get(vi)))),
+      if_(
+        fne(get(a), f64(0)),
+        c(
+          set(row, add32(add32(get(A), mul32(get(i), get(rb))), shl32(get(C0), i32(3)))),
+          set(va, vsplat(get(a))),
+          axpySub({ o, lim }, get(row), get(W), get(cnt), a, va),
+        ),
+      ),
+      set(i, add32(get(i), i32(1))),
+      set(vi, add32(get(vi), i32(8))),
+    ),
+  );
+  return { fn: f, body };
+}
+
+/**
+ * Householder reflector applied from the RIGHT to rows r0..r1−1, columns c0..c1−1 of A:
+ * per row, s = A[i, c0:c1]·v, then A[i, c0:c1] −= τ·s·v.
+ */
+function buildHouseRight(): { fn: Fn; body: Code } {
+  const f = new Fn('houseRight', [I32, I32, I32, I32, I32, I32, I32, F64], null);
+  const [A, LD, R0, R1, C0, C1, VP, TAU] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const [rb, i, cnt, row, o, lim] = f.locals(I32, 6);
+  const [a, sc] = f.locals(F64, 2);
+  const [va, s0, s1] = f.locals(V128, 3);
+  const body = c(
+    set(rb, shl32(get(LD), i32(3))),
+    set(cnt, sub32(get(C1), get(C0))),
+    set(i, get(R0)),
+    whileLoop(
+      ltS(get(i), get(R1)),
+      set(row, add32(add32(get(A), mul32(get(i), get(rb))), shl32(get(C0), i32(3)))),
+      // s = row · v (pairs, then the odd tail)
+      set(s0, vzero),
+      set(o, i32(0)),
+      set(lim, shl32(and32(get(cnt), i32(-2)), i32(3))),
+      whileLoop(
+        ltU(get(o), get(lim)),
+        set(s0, vadd(get(s0), vmul(vload(add32(get(row), get(o))), vload(add32(get(VP), get(o)))))),
+        set(o, add32(get(o), i32(16))),
+      ),
+      set(sc, vhsum(s0)),
+      if_(and32(get(cnt), i32(1)), set(sc, fadd(get(sc), fmul(fload(add32(get(row), get(o))), fload(add32(get(VP), get(o))))))),
+      set(a, fmul(get(TAU), get(sc))),
+      if_(fne(get(a), f64(0)), c(set(va, vsplat(get(a))), axpySub({ o, lim }, get(row), get(VP), get(cnt), a, va))),
+      set(i, add32(get(i), i32(1))),
+    ),
+  );
+  void s1;
+  return { fn: f, body };
+}
+
+/**
+ * A sequence of plane rotations on rows (length len, even; stride ld): for t < count, rows
+ * a = idx[2t], b = idx[2t+1] (i32) and (c, s) = cs[2t], cs[2t+1]:
+ * (r_a, r_b) <- (c·r_a + s·r_b, c·r_b − s·r_a). Applied in order (each may use the last's output).
+ */
+function buildRotRows(): { fn: Fn; body: Code } {
+  const f = new Fn('rotRows', [I32, I32, I32, I32, I32, I32], null);
+  const [BASE, LD, LEN, IDX, CS, COUNT] = [0, 1, 2, 3, 4, 5];
+  const [rb, t, pa, pb, o, lim, ip, cp] = f.locals(I32, 8);
+  const [vc, vs, xa, xb] = f.locals(V128, 4);
+  const body = c(
+    set(rb, shl32(get(LD), i32(3))),
+    set(lim, shl32(get(LEN), i32(3))),
+    set(t, i32(0)),
+    set(ip, get(IDX)),
+    set(cp, get(CS)),
+    whileLoop(
+      ltS(get(t), get(COUNT)),
+      set(pa, add32(get(BASE), mul32(c(get(ip), 0x28, 2, 0), get(rb)))), // i32.load idx[2t]
+      set(pb, add32(get(BASE), mul32(c(get(ip), 0x28, 2, 4), get(rb)))), // i32.load idx[2t+1]
+      set(vc, vsplatLoad(get(cp), 0)),
+      set(vs, vsplatLoad(get(cp), 8)),
+      set(o, i32(0)),
+      whileLoop(
+        ltU(get(o), get(lim)),
+        set(xa, vload(add32(get(pa), get(o)))),
+        set(xb, vload(add32(get(pb), get(o)))),
+        vstore(add32(get(pa), get(o)), vadd(vmul(get(xa), get(vc)), vmul(get(xb), get(vs)))),
+        vstore(add32(get(pb), get(o)), vsub(vmul(get(xb), get(vc)), vmul(get(xa), get(vs)))),
+        set(o, add32(get(o), i32(16))),
+      ),
+      set(t, add32(get(t), i32(1))),
+      set(ip, add32(get(ip), i32(8))),
+      set(cp, add32(get(cp), i32(16))),
+    ),
+  );
+  return { fn: f, body };
+}
+
 interface WasmExports {
   mem: WebAssembly.Memory;
   gemmNT(a: number, b: number, c: number, m: number, n: number, k: number, ldc: number, sym: number): void;
@@ -512,6 +648,9 @@ interface WasmExports {
   cholUpper(a: number, n: number, ld: number): number;
   invUpper(r: number, z: number, n: number, ld: number): number;
   signCos(u: number, v: number, n: number, ld: number, d: number, cos: number): void;
+  houseLeft(a: number, ld: number, r0: number, r1: number, c0: number, c1: number, v: number, tau: number, w: number): void;
+  houseRight(a: number, ld: number, r0: number, r1: number, c0: number, c1: number, v: number, tau: number): void;
+  rotRows(base: number, ld: number, len: number, idx: number, cs: number, count: number): void;
 }
 
 let wasmModule: WebAssembly.Module | null | undefined;
@@ -520,7 +659,10 @@ let wasmModule: WebAssembly.Module | null | undefined;
 export function kernelModule(): WebAssembly.Module | null {
   if (wasmModule !== undefined) return wasmModule;
   try {
-    const bytes = encodeModule([buildGemmNT(), buildGemmNN(), buildJacobiSweep(), buildChol(), buildInvUpper(), buildSignCos()], 16);
+    const bytes = encodeModule(
+      [buildGemmNT(), buildGemmNN(), buildJacobiSweep(), buildChol(), buildInvUpper(), buildSignCos(), buildHouseLeft(), buildHouseRight(), buildRotRows()],
+      16,
+    );
     wasmModule = new WebAssembly.Module(bytes);
   } catch {
     wasmModule = null;
@@ -640,6 +782,48 @@ export function signCosJs(H: Float64Array, u: number, v: number, n: number, ld: 
   }
 }
 
+export function houseLeftJs(H: Float64Array, a: number, ld: number, r0: number, r1: number, c0: number, c1: number, v: number, tau: number, w: number): void {
+  const cnt = c1 - c0;
+  for (let q = 0; q < cnt; q++) H[w + q] = 0;
+  for (let i = r0; i < r1; i++) {
+    const vi = H[v + i - r0];
+    if (vi === 0) continue;
+    const row = a + i * ld + c0;
+    for (let q = 0; q < cnt; q++) H[w + q] += vi * H[row + q];
+  }
+  for (let i = r0; i < r1; i++) {
+    const t = tau * H[v + i - r0];
+    if (t === 0) continue;
+    const row = a + i * ld + c0;
+    for (let q = 0; q < cnt; q++) H[row + q] -= t * H[w + q];
+  }
+}
+
+export function houseRightJs(H: Float64Array, a: number, ld: number, r0: number, r1: number, c0: number, c1: number, v: number, tau: number): void {
+  const cnt = c1 - c0;
+  for (let i = r0; i < r1; i++) {
+    const row = a + i * ld + c0;
+    let s = 0;
+    for (let q = 0; q < cnt; q++) s += H[row + q] * H[v + q];
+    const t = tau * s;
+    if (t === 0) continue;
+    for (let q = 0; q < cnt; q++) H[row + q] -= t * H[v + q];
+  }
+}
+
+/** idx: the i32 view of the heap's buffer; idxOff in i32 units; cs offset in doubles. */
+export function rotRowsJs(H: Float64Array, idx: Int32Array, base: number, ld: number, len: number, idxOff: number, cs: number, count: number): void {
+  for (let t = 0; t < count; t++) {
+    const pa = base + idx[idxOff + 2 * t] * ld, pb = base + idx[idxOff + 2 * t + 1] * ld;
+    const cc = H[cs + 2 * t], ss = H[cs + 2 * t + 1];
+    for (let q = 0; q < len; q++) {
+      const xa = H[pa + q], xb = H[pb + q];
+      H[pa + q] = cc * xa + ss * xb;
+      H[pb + q] = cc * xb - ss * xa;
+    }
+  }
+}
+
 // ---- the arena ------------------------------------------------------------------------------
 
 /**
@@ -685,10 +869,22 @@ export class Arena {
     else gemmNTjs(this.heap, a, b, cc, m, n, k, ldc, sym);
   }
 
-  gemmNN(at: number, b: number, cc: number, m: number, n: number, k: number): void {
+  /** C = A·B, A given as Aᵀ (at, k×m); pk: scratch of m·k doubles for the packed panels. */
+  gemmNN(at: number, b: number, cc: number, m: number, n: number, k: number, pk: number): void {
     if (m % 4 || n % 4) throw new RangeError(`gemmNN: bad padding m=${m} n=${n}`);
-    if (this.ex) this.ex.gemmNN(at * 8, b * 8, cc * 8, m, n, k);
-    else gemmNNjs(this.heap, at, b, cc, m, n, k);
+    if (!this.ex) return gemmNNjs(this.heap, at, b, cc, m, n, k);
+    const H = this.heap;
+    for (let i = 0; i < m; i += 4) {
+      const dst = pk + i * k;
+      for (let p = 0; p < k; p++) {
+        const src = at + p * m + i, o = dst + 4 * p;
+        H[o] = H[src];
+        H[o + 1] = H[src + 1];
+        H[o + 2] = H[src + 2];
+        H[o + 3] = H[src + 3];
+      }
+    }
+    this.ex.gemmNN(pk * 8, b * 8, cc * 8, m, n, k);
   }
 
   jacobiSweep(x: number, y: number, nrm: number, n: number, ld: number, tol: number): number {
@@ -707,6 +903,28 @@ export class Arena {
   invUpper(r: number, z: number, n: number, ld: number): boolean {
     if (this.ex) return this.ex.invUpper(r * 8, z * 8, n, ld) === 1;
     return invUpper(this.heap, r, ld, this.heap, z, ld, n);
+  }
+
+  /** Householder reflector (v at offset v, length r1−r0) from the left on A[r0:r1, c0:c1]; w: scratch of c1−c0. */
+  houseLeft(a: number, ld: number, r0: number, r1: number, c0: number, c1: number, v: number, tau: number, w: number): void {
+    if (this.ex) this.ex.houseLeft(a * 8, ld, r0, r1, c0, c1, v * 8, tau, w * 8);
+    else houseLeftJs(this.heap, a, ld, r0, r1, c0, c1, v, tau, w);
+  }
+
+  /** Householder reflector (v at offset v, length c1−c0) from the right on A[r0:r1, c0:c1]. */
+  houseRight(a: number, ld: number, r0: number, r1: number, c0: number, c1: number, v: number, tau: number): void {
+    if (this.ex) this.ex.houseRight(a * 8, ld, r0, r1, c0, c1, v * 8, tau);
+    else houseRightJs(this.heap, a, ld, r0, r1, c0, c1, v, tau);
+  }
+
+  /**
+   * `count` plane rotations of row pairs (see rotRows in the module comment). idx: offset in
+   * doubles of an area whose bytes hold the i32 pairs (2 per double); cs: offset of (c, s) pairs.
+   */
+  rotRows(base: number, ld: number, len: number, idx: number, cs: number, count: number): void {
+    if (len % 2) throw new RangeError(`rotRows: len=${len} must be even`);
+    if (this.ex) this.ex.rotRows(base * 8, ld, len, idx * 8, cs * 8, count);
+    else rotRowsJs(this.heap, new Int32Array(this.heap.buffer, this.heap.byteOffset), base, ld, len, idx * 2, cs, count);
   }
 
   /** Canonical sign of n (u_k, v_k) row pairs (stride ld % 4 = 0) and their cosines into cos[0..n). */

@@ -109,7 +109,7 @@ export async function runEmbedJob(spec: VitSpec, source: PixelSource, opts: Embe
           version: VERSION,
           command: 'embed',
           created: new Date().toISOString(),
-          model: { id: spec.modelId, family: spec.family, layers: spec.layers, heads: H, width: d, patchSize: spec.patchSize },
+          model: { id: spec.modelId, family: spec.family, layers: spec.layers, heads: H, width: d, patchSize: spec.patchSize, notes: spec.notes ?? [] },
           imageSize: source.imageSize,
           layers: layerList,
           attention: !!opts.attention,

@@ -136,6 +136,15 @@ function scaled(v: Float32Array, s: number): Float32Array {
   return o;
 }
 
+/**
+ * How each family resamples its position embedding for another image size, as its reference
+ * code does: torch bicubic without antialias (HF ViT, DeiT, CLIP, SigLIP, DINOv2, BEiT,
+ * I-JEPA, MAE, MSN), with antialias (timm's resample_abs_pos_embed, HF DINOv2-with-registers).
+ */
+export function posInterpolation(family: string): 'bicubic' | 'bicubic-aa' {
+  return family.startsWith('timm') || family === 'hf-dinov2-registers' ? 'bicubic-aa' : 'bicubic';
+}
+
 /** Builds the graph. Loads the weights it needs through `loadWeight` (async). */
 export async function buildVitGraph(spec: VitSpec, opts: VitGraphOptions): Promise<VitGraph> {
   if (spec.modality !== 'vision' || !spec.patchEmbed) {
@@ -244,7 +253,7 @@ export async function buildVitGraph(spec: VitSpec, opts: VitGraphOptions): Promi
     posSpecial = pos.subarray(0, ns * d);
     let posPatch: Float32Array = pos.subarray(ns * d);
     if (ph !== gh || pw !== gw) {
-      const mode = spec.family.startsWith('timm') ? 'bicubic-aa' : 'bicubic';
+      const mode = posInterpolation(spec.family);
       posPatch = Float32Array.from(resizeGridF64(posPatch, ph, pw, d, gh, gw, mode));
     }
     patches = g.add(patches, g.init('posEmbed.patches', [layout.patches, d], Float32Array.from(posPatch)), 'patches_pos');

@@ -105,8 +105,8 @@ const MIME: Record<string, string> = {
 
 /**
  * Serves `urlPath` from `root`, refusing anything that resolves (symlinks included) outside
- * it. Unknown paths without an extension fall back to index.html (client-side routes).
- * Returns false when nothing was sent (no such file).
+ * it. Returns false when there is no such file (the front-end routes with '#', so there is no
+ * fallback to index.html).
  */
 export function serveStatic(res: ServerResponse, root: string, urlPath: string, method: string): boolean {
   let rel: string;
@@ -127,17 +127,11 @@ export function serveStatic(res: ServerResponse, root: string, urlPath: string, 
       st = statSync(target);
     }
     target = realpathSync(target);
-    if (!isInside(rootReal, target)) throw new HttpError(403, 'path outside the web root refused');
-  } catch (e) {
-    if (e instanceof HttpError) throw e;
-    if (extname(rel) !== '') return false;
-    target = join(rootReal, 'index.html');
-    try {
-      st = statSync(target);
-    } catch {
-      return false;
-    }
+  } catch {
+    return false;
   }
+  if (!isInside(rootReal, target)) throw new HttpError(403, 'path outside the web root refused');
+  if (!st.isFile()) return false;
   const type = MIME[extname(target).toLowerCase()] ?? 'application/octet-stream';
   // Vite's hashed assets never change; everything else is revalidated.
   const cache = rel.startsWith('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache';

@@ -56,6 +56,17 @@ test('Pillow goldens: 5x3 -> 3x2 bilinear, bicubic, lanczos', () => {
   }
 });
 
+test('nearest: Pillow accumulates the source coordinate, which decides exact ties (640 -> 96)', () => {
+  // (x + 0.5) * 640 / 96 is an exact integer for x = 25, 28, ...; Pillow's running sum lands
+  // just below it (169, not 170). Golden from Pillow 12.3: Image.resize((96, 1), NEAREST).
+  const w = 640;
+  const img = image(w, 1, (x, _y, c) => (c === 0 ? x % 256 : c === 1 ? Math.floor(x / 256) : 0));
+  const out = pilResizeU8(img.data, w, 1, 3, 96, 1, 'nearest');
+  const cols = Array.from({ length: 96 }, (_, x) => out[x * 3] + 256 * out[x * 3 + 1]);
+  assert.deepEqual(cols.slice(20, 34), [136, 143, 150, 156, 163, 169, 176, 183, 189, 196, 203, 209, 216, 223]);
+  assert.equal(cols[94], 629);
+});
+
 test('a constant image stays constant under every filter, up and down', () => {
   const img = image(7, 5, () => 123);
   for (const f of ['nearest', 'bilinear', 'bicubic', 'lanczos'] as const) {

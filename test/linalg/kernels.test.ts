@@ -58,8 +58,8 @@ test('gemmNN: wasm equals the JS reference and a naive product', () => {
   const g = rng(2);
   for (const [m, n, k] of [[4, 4, 1], [8, 12, 5], [64, 768, 64], [16, 1280, 80]]) {
     const ar = new Arena();
-    const at = 0, b = k * m, c = b + k * n;
-    const H = ar.reserve(c + m * n);
+    const at = 0, b = k * m, c = b + k * n, pk = c + m * n;
+    const H = ar.reserve(pk + m * k);
     H.set(randn(k * m + k * n, g));
     const ref = new Float64Array(m * n);
     for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
@@ -67,7 +67,7 @@ test('gemmNN: wasm equals the JS reference and a naive product', () => {
       for (let p = 0; p < k; p++) s += H[at + p * m + i] * H[b + p * n + j];
       ref[i * n + j] = s;
     }
-    ar.gemmNN(at, b, c, m, n, k);
+    ar.gemmNN(at, b, c, m, n, k, pk);
     assert.ok(maxAbsDiff(ar.heap.subarray(c, c + m * n), ref) < 1e-12 * k, `gemmNN ${m}x${n}x${k}`);
     const J = Float64Array.from(ar.heap.subarray(0, c + m * n));
     gemmNNjs(J, at, b, c, m, n, k);
@@ -78,7 +78,7 @@ test('gemmNN: wasm equals the JS reference and a naive product', () => {
 test('padding requirements are enforced', () => {
   const ar = new Arena();
   assert.throws(() => ar.gemmNT(0, 0, 0, 3, 2, 2, 2), RangeError);
-  assert.throws(() => ar.gemmNN(0, 0, 0, 4, 6, 2), RangeError);
+  assert.throws(() => ar.gemmNN(0, 0, 0, 4, 6, 2, 0), RangeError);
   assert.throws(() => ar.jacobiSweep(0, 0, 0, 4, 4, 1e-14), RangeError);
 });
 
@@ -202,7 +202,7 @@ test('signCos: wasm equals the JS version (sign rule with ties, cosines)', () =>
   const J = Float64Array.from(H.subarray(0, 2 * n * ld + n));
   ar.signCos(0, n * ld, n, ld, d, 2 * n * ld);
   signCosJs(J, 0, n * ld, n, ld, d, 2 * n * ld);
-  assert.ok(maxAbsDiff(ar.heap.subarray(0, 2 * n * ld + n), J) < 1e-15);
+  assert.ok(maxAbsDiff(ar.heap.subarray(0, 2 * n * ld + n), J) < 1e-13);
   assert.equal(ar.heap[2], 9);
   assert.equal(ar.heap[5], -9);
   for (let k = 0; k < n; k++) {

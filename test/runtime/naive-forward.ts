@@ -229,7 +229,8 @@ export async function naiveForward(spec: VitSpec, image: Float32Array | Float64A
     for (let i = 0; i < ns; i++) for (let c = 0; c < d; c++) specials[i].v[c] += pos[i * d + c];
     let pp: Float64Array = pos.slice(ns * d);
     const [ph, pw] = spec.posEmbed.grid;
-    if (ph !== gh || pw !== gw) pp = interpolateGrid(pp, ph, pw, d, gh, gw, spec.family.startsWith('timm'));
+    // timm (resample_abs_pos_embed) and HF DINOv2-with-registers interpolate with antialias=True.
+    if (ph !== gh || pw !== gw) pp = interpolateGrid(pp, ph, pw, d, gh, gw, spec.family.startsWith('timm') || spec.family === 'hf-dinov2-registers');
     for (let t = 0; t < P; t++) for (let c = 0; c < d; c++) patchTok[t][c] += pp[t * d + c];
   }
   const S = specials.length;

@@ -1,0 +1,116 @@
+import { Command, Option } from 'commander';
+import { resolve } from 'node:path';
+import { addModelOptions, loadSpec, positiveInt, type ModelFlags } from './model-options.js';
+import { parseLayers } from './embed.js';
+import { UserError } from '../errors.js';
+import { parseDevice } from '../runtime/device.js';
+import { resolveLayers, type LayerSelection } from '../runtime/vit-graph.js';
+import { runScan } from '../scan/job.js';
+import { progressReporter } from '../scan/progress.js';
+import { parseShard, shardPath } from '../scan/shard.js';
+import { listImages } from '../scan/sources.js';
+
+interface ScanFlags extends ModelFlags {
+  out: string;
+  top: number;
+  layers?: LayerSelection;
+  batch: number;
+  resume?: boolean;
+  shard?: string;
+  embedding: 'ln' | 'residual';
+  imageColumn?: string;
+  device: string;
+  threads?: number;
+  progressEvery: number;
+}
+
+export function scanCommand(): Command {
+  const cmd = new Command('scan')
+    .description('find, for every (layer, head, mode, sign), the images that excite the mode most (score = max Q × max K), into RUN/run.db')
+    .argument('<model>', 'model directory (HF or timm layout), checkpoint file, or Hugging Face id org/name[@rev]')
+    .argument('<images...>', 'folders (recursive), image files, webdataset .tar shards ({000..099} ranges work), .parquet files (Hugging Face datasets), or text files listing paths')
+    .requiredOption('-o, --out <dir>', 'run directory (svd results + run.db); {shard} is replaced by the shard index')
+    .addOption(new Option('--top <k>', 'images kept per (layer, head, mode, sign)').default(8).argParser(positiveInt('--top')))
+    .addOption(new Option('--layers <list>', 'comma-separated 0-based layers to scan, or all').default('all').argParser(parseLayers))
+    .addOption(new Option('--batch <n>', 'images per forward pass').default(16).argParser(positiveInt('--batch')))
+    .option('--resume', 'continue an interrupted scan in --out (same arguments)')
+    .option('--shard <i/N>', 'scan shard i of N (0-based); auto/N or N takes i from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX')
+    .addOption(new Option('--embedding <x>', 'project the LayerNorm output (ln, the space of the modes) or the residual stream before it (residual, as the official code)').choices(['ln', 'residual']).default('ln'))
+    .option('--image-column <name>', 'Parquet column holding the images (default: detected)')
+    .addOption(new Option('--device <device>', 'cpu, or cuda (needs onnxruntime-node with its CUDA provider)').default('cpu'))
+    .addOption(new Option('--threads <n>', 'CPU threads per operator (default: onnxruntime chooses)').argParser(positiveInt('--threads')))
+    .addOption(new Option('--progress-every <n>', 'when stderr is not a terminal, print a progress line every n images').default(1000).argParser(positiveInt('--progress-every')))
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  qkscope scan google/vit-base-patch16-224 ~/data/imagenet/val --out runs/vit-b16-scan\n' +
+        '  qkscope scan facebook/dino-vitb16 imagenet-val/validation-{00000..00013}.parquet --out runs/dino --top 16\n' +
+        '  qkscope scan ./my-vit shards/val-{000..063}.tar --out runs/s/shard-{shard} --shard auto/64   # in a job array\n' +
+        '  qkscope merge runs/s/shard-* --out runs/merged\n' +
+        '\nKilled or interrupted scans continue with the same command plus --resume.\n',
+    );
+  addModelOptions(cmd);
+  cmd.action(async (model: string, images: string[], flags: ScanFlags) => {
+    const device = parseDevice(flags.device);
+    const shard = parseShard(flags.shard);
+    const out = resolve(shardPath(flags.out, shard));
+    // Check the inputs before the model loads.
+    const listing = await listImages(images, { imageColumn: flags.imageColumn });
+    for (const w of listing.warnings) process.stderr.write(`qkscope: warning: ${w}\n`);
+    if (listing.ignored) process.stderr.write(`qkscope: ${listing.ignored} file${listing.ignored === 1 ? '' : 's'} in the folders ignored (not images, .tar or .parquet)\n`);
+    const { spec, close } = await loadSpec(model, flags);
+    const control = { stop: false };
+    let signals = 0;
+    const onSignal = (sig: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) process.exit(130);
+      control.stop = true;
+      process.stderr.write(`\nqkscope: ${sig}: finishing the batch in flight (again to quit at once; nothing committed is lost)\n`);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    const reporter = progressReporter({ tty: process.stderr.isTTY === true, every: flags.progressEvery });
+    try {
+      const layers = resolveLayers(flags.layers ?? 'all', spec.layers, 'layers');
+      const r = await runScan(spec, {
+        outDir: out,
+        listing,
+        inputs: images,
+        modelInput: model,
+        topK: flags.top,
+        layers,
+        batch: flags.batch,
+        resume: flags.resume,
+        shard,
+        embedding: flags.embedding,
+        device,
+        threads: flags.threads,
+        imageColumn: flags.imageColumn,
+        onProgress: (p) => reporter.update(p),
+        onNote: (m) => process.stderr.write(`qkscope: ${m}\n`),
+        control,
+        batchDelayMs: process.env.QKSCOPE_SCAN_BATCH_DELAY_MS ? Number(process.env.QKSCOPE_SCAN_BATCH_DELAY_MS) : undefined,
+      });
+      reporter.stop();
+      const shardText = shard.count > 1 ? ` (shard ${shard.index}/${shard.count})` : '';
+      if (r.interrupted) {
+        throw new UserError(`scan interrupted after ${r.done + r.skipped} of ${r.total} images${shardText}; continue with the same command plus --resume`, 130);
+      }
+      process.stdout.write(
+        `${spec.modelId}: scanned ${r.done} image${r.done === 1 ? '' : 's'}${shardText}, ${r.skipped} skipped, layers ${layers.length === spec.layers ? 'all' : layers.join(',')}, top ${flags.top} per mode and sign` +
+          ` (${r.imagesPerSec.toFixed(2)} images/s); wrote ${r.dbPath}\n`,
+      );
+      if (r.skipped) {
+        process.stdout.write(`skipped images (all in run.db, view 'skipped'):\n`);
+        for (const s of r.firstSkipped) process.stdout.write(`  ${s.path}: ${s.reason}\n`);
+        if (r.skipped > r.firstSkipped.length) process.stdout.write(`  ... and ${r.skipped - r.firstSkipped.length} more\n`);
+      }
+    } finally {
+      reporter.stop();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      await close();
+    }
+  });
+  return cmd;
+}

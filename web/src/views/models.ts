@@ -1,0 +1,225 @@
+/** Models view: the paper's figure over every run, and a layer × head heatmap per model. */
+import * as Plot from '@observablehq/plot';
+import { api, type Anisotropy, type ModelRun } from '../api.js';
+import type { ViewContext } from '../main.js';
+import { MODEL_COLORS, card, clear, fmt, h, href, note, onMarkClick } from '../ui.js';
+
+type Stat = 'weighted' | 'plain';
+
+const state: { stat: Stat; relative: boolean } = { stat: 'weighted', relative: false };
+const anisoCache = new Map<string, Promise<Anisotropy>>();
+
+function anisotropyOf(id: string): Promise<Anisotropy> {
+  let p = anisoCache.get(id);
+  if (!p) {
+    p = api.anisotropy(id).catch((e: Error) => ({ available: false, reason: e.message }));
+    anisoCache.set(id, p);
+  }
+  return p;
+}
+
+/** Unique legend labels: the model id, with the run id when two runs share a model. */
+function labels(runs: ModelRun[]): Map<string, string> {
+  const count = new Map<string, number>();
+  for (const r of runs) count.set(r.label, (count.get(r.label) ?? 0) + 1);
+  return new Map(runs.map((r) => [r.id, (count.get(r.label) ?? 0) > 1 ? `${r.label} (${r.id})` : r.label]));
+}
+
+export async function renderModels(ctx: ViewContext): Promise<void> {
+  ctx.setCrumbs([['Models', null]]);
+  const { runs } = await api.models();
+  if (!ctx.alive()) return;
+  clear(ctx.root);
+  if (runs.length === 0) {
+    ctx.root.append(
+      card('No runs yet', note(h('span', null, 'RUNS_DIR holds no svd run. Create one with ', h('code', null, 'qkscope svd <model> --out RUNS_DIR/<name>'), ' and reload.'))),
+    );
+    return;
+  }
+  const names = labels(runs);
+  const colour = new Map(runs.map((r, i) => [r.id, MODEL_COLORS[i % MODEL_COLORS.length]]));
+
+  const statSel = h(
+    'select',
+    { id: 'stat', 'aria-label': 'statistic' },
+    h('option', { value: 'weighted' }, 'σ-weighted mean cosine (paper)'),
+    h('option', { value: 'plain' }, 'plain mean cosine'),
+  );
+  statSel.value = state.stat;
+  const relBox = h('input', { type: 'checkbox', id: 'relative' });
+  relBox.checked = state.relative;
+  const status = h('span', { class: 'status', id: 'rel-status' });
+  const controls = h(
+    'div',
+    { class: 'controls' },
+    h('label', null, 'Statistic ', statSel),
+    h('label', { title: 'subtract, per layer, the mean cosine between centre-patch embeddings of different images (METHOD.md §3)' }, relBox, ' anisotropy-relative cosine'),
+    status,
+  );
+  const chartBox = h('div', { class: 'chart', id: 'models-chart' });
+  const heatGrid = h('div', { class: 'heatmaps' });
+
+  ctx.root.append(
+    h('div', { class: 'page-title' }, h('h1', null, 'Models'), h('p', { class: 'sub' }, `${runs.length} run${runs.length > 1 ? 's' : ''} · grouping (cosine > 0) early, contextualisation (≤ 0) late?`)),
+    card('Layer-mean cosine against normalised depth', controls, chartBox, note('Each line is one model: the mean over heads of each head’s cosine uₙ·vₙ, against depth l/(L−1). Shaded: the model’s 95 % chance band (random unit vectors in its width d). Click a point to open that layer’s heads.')),
+    h('h2', { class: 'section' }, 'Layer × head heatmaps'),
+    heatGrid,
+    card('Runs', runTable(runs)),
+  );
+
+  const draw = async () => {
+    let aniso: Map<string, Anisotropy> | null = null;
+    if (state.relative) {
+      status.textContent = 'computing anisotropy…';
+      const list = await Promise.all(runs.map(async (r) => [r.id, await anisotropyOf(r.id)] as const));
+      if (!ctx.alive()) return;
+      aniso = new Map(list);
+      const missing = list.filter(([, a]) => !a.available);
+      status.textContent = missing.length
+        ? `anisotropy unavailable for ${missing.map(([id]) => names.get(id)).join(', ')}: ${missing[0][1].reason ?? ''}`
+        : `relative to anisotropy (${list.map(([id, a]) => `${names.get(id)}: ${a.source === 'scan' ? 'from the scan' : `${a.images} images`}`).join('; ')})`;
+    } else status.textContent = '';
+    clear(chartBox);
+    chartBox.append(curveChart(runs, names, colour, state.stat, aniso, chartBox.clientWidth || 1100));
+    clear(heatGrid);
+    for (const r of runs) heatGrid.append(heatmapCard(r, names.get(r.id)!, state.stat));
+  };
+  statSel.addEventListener('change', () => {
+    state.stat = statSel.value as Stat;
+    void draw();
+  });
+  relBox.addEventListener('change', () => {
+    state.relative = relBox.checked;
+    void draw();
+  });
+  await draw();
+}
+
+interface CurveRow {
+  id: string;
+  model: string;
+  layer: number;
+  layers: number;
+  depth: number;
+  value: number;
+  lo: number;
+  hi: number;
+}
+
+function curveChart(runs: ModelRun[], names: Map<string, string>, colour: Map<string, string>, stat: Stat, aniso: Map<string, Anisotropy> | null, width: number): Element {
+  const rows: CurveRow[] = [];
+  for (const r of runs) {
+    const a = aniso?.get(r.id);
+    const shift = (l: number) => (a?.available ? (a.layers?.[l]?.value ?? NaN) : aniso ? NaN : 0);
+    r.depth.forEach((d, l) =>
+      rows.push({ id: r.id, model: names.get(r.id)!, layer: l, layers: r.dims.layers, depth: d, value: r[stat].value[l] - shift(l), lo: r[stat].band95.lo[l], hi: r[stat].band95.hi[l] }),
+    );
+  }
+  const shown = rows.filter((r) => Number.isFinite(r.value));
+  const domain = runs.map((r) => names.get(r.id)!);
+  const yLabel = `${stat === 'weighted' ? 'σ-weighted' : 'plain'} mean cosine${aniso ? ' − anisotropy' : ''} (uₙ·vₙ, unitless)`;
+  const plot = Plot.plot({
+    width: Math.max(560, width),
+    height: 380,
+    marginLeft: 64,
+    marginBottom: 44,
+    style: { fontSize: '13px' },
+    x: { label: 'Normalised depth l/(L−1) →', domain: [0, 1], grid: true, labelAnchor: 'center', labelOffset: 36 },
+    y: { label: `↑ ${yLabel}`, grid: true, tickFormat: '+.2f' },
+    color: { domain, range: runs.map((r) => colour.get(r.id)!), legend: true },
+    marks: [
+      Plot.areaY(rows, { x: 'depth', y1: 'lo', y2: 'hi', z: 'model', fill: 'model', fillOpacity: 0.13, curve: 'monotone-x' }),
+      Plot.ruleY([0], { stroke: '#333', strokeOpacity: 0.6 }),
+      Plot.lineY(shown, { x: 'depth', y: 'value', z: 'model', stroke: 'model', strokeWidth: 2.2 }),
+      Plot.dot(shown, {
+        x: 'depth',
+        y: 'value',
+        fill: 'model',
+        r: 4,
+        stroke: 'white',
+        channels: { layer: { value: 'layer', label: 'Layer (0-based)' }, band: { value: (d: CurveRow) => `${fmt(d.lo)} … ${fmt(d.hi)}`, label: '95 % chance' } },
+        tip: { format: { x: '.2f', y: '+.3f', fill: true } },
+      }),
+    ],
+  });
+  plot.setAttribute('data-testid', 'models-chart');
+  onMarkClick(plot, 'g[aria-label="dot"] circle', (i) => {
+    const r = shown[i];
+    location.hash = href({ view: 'head', run: r.id, layer: r.layer, head: 0 });
+  });
+  return plot;
+}
+
+function heatmapCard(r: ModelRun, name: string, stat: Stat): HTMLElement {
+  const cells: { layer: number; head: number; value: number }[] = [];
+  r.heads.forEach((hs, l) => hs.forEach((v, hd) => cells.push({ layer: l, head: hd, value: stat === 'weighted' ? v.weighted : v.plain })));
+  const m = Math.max(0.05, ...cells.map((c) => Math.abs(c.value)));
+  const H = r.dims.heads;
+  const L = r.dims.layers;
+  const cellW = Math.max(18, Math.min(46, Math.floor(330 / H)));
+  const cellH = Math.max(14, Math.min(34, Math.floor(330 / L)));
+  const plot = Plot.plot({
+    width: Math.max(300, 56 + cellW * H + 16),
+    height: 24 + cellH * L + 40,
+    marginLeft: 56,
+    marginRight: 16,
+    marginTop: 24,
+    marginBottom: 40,
+    padding: 0,
+    style: { fontSize: '12px' },
+    x: { label: 'Head →', tickSize: 0, labelAnchor: 'center', labelOffset: 32 },
+    y: { label: '↓ Layer', tickSize: 0, labelAnchor: 'top' },
+    color: { type: 'diverging', scheme: 'RdBu', domain: [-m, m], legend: true, label: `${stat === 'weighted' ? 'σ-weighted' : 'plain'} cosine`, width: 260, tickFormat: '+.2f' } as Plot.ScaleOptions,
+    marks: [
+      Plot.cell(cells, {
+        x: 'head',
+        y: 'layer',
+        fill: 'value',
+        inset: 0.5,
+        tip: { format: { fill: '+.3f' } },
+      }),
+      cellW >= 34 && cellH >= 18 ? Plot.text(cells, { x: 'head', y: 'layer', text: (d: { value: number }) => fmt(d.value, 2), fill: (d: { value: number }) => (Math.abs(d.value) > m * 0.6 ? 'white' : '#222'), fontSize: 10, pointerEvents: 'none' }) : null,
+    ],
+  });
+  const wrap = h('section', { class: 'card heat', 'data-run': r.id }, h('h2', null, name), h('p', { class: 'sub' }, `${r.family} · L=${L} H=${H} d=${r.dims.width} · click a cell`), plot);
+  onMarkClick(
+    plot,
+    'g[aria-label="cell"] rect',
+    (i) => {
+      const c = cells[i];
+      location.hash = href({ view: 'head', run: r.id, layer: c.layer, head: c.head });
+    },
+    (i, el) => {
+      el.setAttribute('data-layer', String(cells[i].layer));
+      el.setAttribute('data-head', String(cells[i].head));
+    },
+  );
+  return wrap;
+}
+
+function runTable(runs: ModelRun[]): HTMLElement {
+  return h(
+    'table',
+    { class: 'table' },
+    h('thead', null, h('tr', null, ...['Run', 'Model', 'Family', 'L', 'H', 'd', 'd_h', 'Scan', 'Input'].map((t) => h('th', null, t)))),
+    h(
+      'tbody',
+      null,
+      runs.map((r) =>
+        h(
+          'tr',
+          null,
+          h('td', null, h('a', { href: href({ view: 'head', run: r.id, layer: 0, head: 0 }) }, r.id)),
+          h('td', null, r.label),
+          h('td', null, r.family),
+          h('td', { class: 'num' }, r.dims.layers),
+          h('td', { class: 'num' }, r.dims.heads),
+          h('td', { class: 'num' }, r.dims.width),
+          h('td', { class: 'num' }, r.dims.head_dim),
+          h('td', null, r.has_scan ? 'yes' : '–'),
+          h('td', { class: 'path', title: r.input }, r.input),
+        ),
+      ),
+    ),
+  );
+}
