@@ -74,7 +74,7 @@ async function main(): Promise<void> {
     for (const t of threads ? [threads] : [1, 2]) {
       const r = await benchModes(cfg, t);
       console.log(
-        `${r.name}: ${r.heads} heads, threads=${r.threads}: ${r.seconds.toFixed(3)} s wall, ${r.cpuSeconds.toFixed(3)} s cpu, ${r.sweeps.toFixed(1)} sweeps/head, paths ${JSON.stringify(r.paths)}`,
+        `${r.name}: ${r.heads} heads, threads=${r.threads}: ${r.seconds.toFixed(3)} s wall, ${r.cpuSeconds.toFixed(3)} s cpu, ${r.sweeps.toFixed(1)} core-SVD sweeps/head, paths ${JSON.stringify(r.paths)}`,
       );
     }
   }

@@ -3,6 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { benchSvd } from './svd.js';
+import { benchEmbed } from './embed.js';
 
 const only = process.argv[2]; // e.g. `npm run bench -- svd`
 const results: Record<string, unknown> = { machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version } };
@@ -12,6 +13,23 @@ if (!only || only === 'svd') {
   const rows = benchSvd();
   console.table(rows.map((r) => ({ model: r.model, figures: r.figures, 'wall s': r.wallS.toFixed(3), 'peak RSS MB': r.peakRssMB.toFixed(0), 'q/k MB': r.qkMB.toFixed(0), 'RSS / q/k': r.rssOverQk.toFixed(2), 'file MB': r.fileMB.toFixed(0) })));
   results.svd = rows;
+}
+
+if (!only || only === 'embed') {
+  console.log('== embed: random ViT-B/16, batch 8, vs this machine\'s fp32 MatMul rate (onnxruntime, same run) ==');
+  const r = await benchEmbed();
+  console.table({
+    'images/s (logits only)': r.imagesPerSec.toFixed(2),
+    'GFLOP/image': r.gflopPerImage.toFixed(1),
+    'achieved GFLOP/s': r.achievedGflops.toFixed(1),
+    'matmul GFLOP/s': r.matmulGflops.toFixed(1),
+    'efficiency (target >= 0.65)': r.efficiency.toFixed(2),
+    'efficiency per CPU second': r.cpuEfficiency.toFixed(2),
+    'ln all layers overhead (target <= 10%)': (100 * r.lnAllOverhead).toFixed(1) + '%',
+    'ln overhead per CPU second': (100 * r.lnAllCpuOverhead).toFixed(1) + '%',
+    'peak RSS MB (target < 2000)': r.peakRssMB.toFixed(0),
+  });
+  results.embed = r;
 }
 
 writeFileSync('bench-results.json', JSON.stringify(results, null, 1) + '\n');

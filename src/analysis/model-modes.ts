@@ -24,6 +24,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { loadWeight, type VitSpec } from '../arch/spec.js';
 import type { FloatArray } from '../checkpoint/types.js';
+import { kernelModule } from '../linalg/kernels.js';
 import { headModes } from './modes.js';
 import { sliceView, toShared, type HeadJob, type HeadReply, type SharedSlice } from './shared-slice.js';
 import type { HeadModes } from './types.js';
@@ -116,8 +117,9 @@ class Pool {
 
   constructor(workers: number, private readonly local: boolean) {
     const url = new URL('./modes-worker.js', import.meta.url);
+    const kernels = kernelModule() ?? undefined; // shared compiled code: workers skip compiling it
     for (let i = 0; i < workers; i++) {
-      const w = new Worker(url);
+      const w = new Worker(url, { workerData: { kernels } });
       const slot = { w, inflight: new Map<number, Task>() };
       w.on('message', (msg: HeadReply) => {
         const t = slot.inflight.get(msg.id);

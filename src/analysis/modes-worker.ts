@@ -3,11 +3,13 @@
  * JS (dist/src/analysis/modes-worker.js). Inputs are views into the layer's shared buffers;
  * the result's arrays are transferred back (no copies of the d_h×d vectors).
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
+import { adoptKernelModule } from '../linalg/kernels.js';
 import { headModes } from './modes.js';
 import { resultTransfer, sliceView, type HeadJob, type HeadReply } from './shared-slice.js';
 
 if (parentPort) {
+  adoptKernelModule((workerData as { kernels?: WebAssembly.Module } | undefined)?.kernels);
   const port = parentPort;
   port.on('message', (job: HeadJob) => {
     let reply: HeadReply;

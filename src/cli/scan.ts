@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { addModelOptions, loadSpec, positiveInt, type ModelFlags } from './model-options.js';
 import { parseLayers } from './embed.js';
@@ -76,7 +77,7 @@ export function scanCommand(): Command {
         outDir: out,
         listing,
         inputs: images,
-        modelInput: model,
+        modelInput: existsSync(model) ? resolve(model) : model, // figures reload the model from here
         topK: flags.top,
         layers,
         batch: flags.batch,

@@ -573,7 +573,7 @@ function buildHouseRight(): { fn: Fn; body: Code } {
   const [A, LD, R0, R1, C0, C1, VP, TAU] = [0, 1, 2, 3, 4, 5, 6, 7];
   const [rb, i, cnt, row, o, lim] = f.locals(I32, 6);
   const [a, sc] = f.locals(F64, 2);
-  const [va, s0, s1] = f.locals(V128, 3);
+  const [va, s0] = f.locals(V128, 2);
   const body = c(
     set(rb, shl32(get(LD), i32(3))),
     set(cnt, sub32(get(C1), get(C0))),
@@ -597,7 +597,6 @@ function buildHouseRight(): { fn: Fn; body: Code } {
       set(i, add32(get(i), i32(1))),
     ),
   );
-  void s1;
   return { fn: f, body };
 }
 
@@ -654,6 +653,15 @@ interface WasmExports {
 }
 
 let wasmModule: WebAssembly.Module | null | undefined;
+
+/**
+ * Adopts a kernel module compiled elsewhere (a worker receives the main thread's through
+ * workerData: modules are shareable between threads, so the worker skips compiling and
+ * tiering up the same code).
+ */
+export function adoptKernelModule(mod: WebAssembly.Module | null | undefined): void {
+  if (mod && wasmModule === undefined) wasmModule = mod;
+}
 
 /** The compiled kernel module, or null where wasm SIMD is unavailable (compiled once per thread). */
 export function kernelModule(): WebAssembly.Module | null {

@@ -1,18 +1,20 @@
 /**
- * One-sided (Hestenes) Jacobi SVD for small matrices, driven over the `Arena` kernels.
+ * SVDs of small dense matrices over the `Arena` kernels: Golub–Kahan–Reinsch (`gkSvd`, the
+ * default) and one-sided (Hestenes) Jacobi (`jacobiRows`, the fallback).
  *
- * Why Jacobi: it is backward stable (σ to ε·σ_1 absolute, vectors to ε·σ_1/gap), simple,
- * needs no bidiagonal QR bookkeeping, handles zero and repeated singular values without
- * special cases, and its inner loops (row dot products and plane rotations of contiguous rows)
- * vectorise. For d_h ≤ 128 the sweep count (≈7 with de Rijk pivoting) is the only cost knob.
+ * Both are backward stable (σ to ε·σ_1 absolute, vectors to ε·σ_1/gap). Jacobi is the
+ * simpler and the more forgiving (no bidiagonal QR bookkeeping, no convergence corner cases),
+ * but needs ~3× the work on random cores (see gkSvd), so it is kept as the fallback and as an
+ * independent implementation for the tests.
  *
- * Convention: the matrix to orthogonalise is given by ROWS (x_1..x_n, length ≤ ld). Rotating
+ * Jacobi convention: the matrix to orthogonalise is given by ROWS (x_1..x_n, length ≤ ld). Rotating
  * pairs of rows until all are mutually orthogonal yields J (accumulated in Y, Y = Jᵀ rows)
  * with Jᵀ·X = Σ·P where P has orthonormal rows. In column language for A with columns x_i:
  * A·J = P̂·Σ, i.e. A = P̂·Σ·Jᵀ: left vectors are the normalised final rows of X, right vectors
  * the rows of Y.
  */
 import { Arena, roundUp } from './kernels.js';
+import { householderQR, matmul } from './dense.js';
 
 export const EPS = 2.220446049250313e-16;
 
@@ -51,13 +53,16 @@ export function jacobiRows(ar: Arena, x: number, y: number, nrm: number, n: numb
     sweeps++;
     if (ar.jacobiSweep(x, y, nrm, n, ld, t) === 0 && t === tol) break;
   }
+  // exact final norms (the kernel's Rutishauser updates drift by a few ulps per rotation)
   H = ar.heap;
-  if (scale !== 1) {
-    const inv = 1 / scale;
-    for (let i = 0; i < n; i++) {
-      H[nrm + i] *= inv * inv;
-      for (let p = 0; p < ld; p++) H[x + i * ld + p] *= inv;
+  const inv = 1 / scale;
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let p = 0; p < ld; p++) {
+      const v = (H[x + i * ld + p] *= inv);
+      s += v * v;
     }
+    H[nrm + i] = s;
   }
   return sweeps;
 }
@@ -122,18 +127,44 @@ export interface SvdResult {
 let sharedArena: Arena | undefined;
 
 /**
- * Thin SVD of a small dense A (m×n row-major): A = U·diag(s)·Vᵀ, s descending. Vectors of
- * zero singular values are completed to an orthonormal set deterministically.
+ * Thin SVD of a small dense A (m×n row-major): A = U·diag(s)·Vᵀ, s descending. Golub–Kahan
+ * by default (Jacobi when it fails to converge, or when asked). Vectors of zero singular
+ * values are orthonormal and deterministic either way.
  */
-export function svd(A: ArrayLike<number>, m: number, n: number, arena?: Arena): SvdResult {
+export function svd(A: ArrayLike<number>, m: number, n: number, arena?: Arena, method: 'golub-kahan' | 'jacobi' = 'golub-kahan'): SvdResult {
   if (m < n) {
     // A = U s Vᵀ  ⇔  Aᵀ = V s Uᵀ
     const At = new Float64Array(m * n);
     for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) At[j * m + i] = A[i * n + j];
-    const r = svd(At, n, m, arena);
+    const r = svd(At, n, m, arena, method);
     return { s: r.s, U: r.V, V: r.U, sweeps: r.sweeps };
   }
   const ar = arena ?? (sharedArena ??= new Arena());
+  if (method === 'golub-kahan') {
+    // square up: the thin QR of A (m×n, m ≥ n) reduces to the n×n factor R; A = Q·R, R = P Σ Sᵀ
+    const { Q, R } = m > n ? householderQR(A, m, n) : { Q: null, R: Float64Array.from(A) };
+    const ld = roundUp(Math.max(n, 1), 8), sq = ld * ld;
+    const G: GkRegions = { a: 0, p: sq, s: 2 * sq, vl: 3 * sq, vr: 4 * sq, w: 5 * sq, idx: 5 * sq + ld, cs: 5 * sq + 2 * ld, idx2: 5 * sq + 4 * ld, cs2: 5 * sq + 5 * ld };
+    const H = ar.reserve(5 * sq + 7 * ld);
+    H.fill(0, 0, sq);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) H[i * ld + j] = R[i * n + j];
+    const raw = new Float64Array(n);
+    const sweeps = gkSvd(ar, G, n, ld, raw);
+    if (sweeps >= 0) {
+      const order = orderDescending(raw, n);
+      const Hn = ar.heap;
+      const s = new Float64Array(n), P = new Float64Array(n * n), V = new Float64Array(n * n);
+      for (let k = 0; k < n; k++) {
+        const i = order[k];
+        s[k] = raw[i];
+        for (let j = 0; j < n; j++) {
+          P[j * n + k] = Hn[G.a + i * ld + j];
+          V[j * n + k] = Hn[G.vl + i * ld + j];
+        }
+      }
+      return { s, U: Q ? matmul(Q, P, m, n, n) : P, V, sweeps };
+    }
+  }
   const ld = roundUp(Math.max(m, n, 1), 8);
   const x = 0, y = n * ld, nrm = 2 * n * ld;
   const H = ar.reserve(nrm + n);

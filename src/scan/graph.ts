@@ -4,8 +4,10 @@
  *
  *   for each scanned layer l, on the patch tokens of the embedding x (LN output, or residual):
  *     Q_n(t) = x_t·u_n and K_n(t) = x_t·v_n for every head and mode      [N, 2·H·d_h, P]
- *     reduced over t: max, min, mean, argmax, argmin, mean of the 5 largest, of the 5 smallest
- *   -> output `scan_stats` [N, L·2·H·d_h, 7]   (per layer: the H·d_h query columns (head-major,
+ *     reduced over t: max, min, mean, argmax, argmin, the 5 largest values (descending) and the
+ *     5 smallest (ascending); their means are taken in JS, in a fixed order, because
+ *     onnxruntime's ReduceMean over them was seen to round differently with the batch size
+ *   -> output `scan_stats` [N, L·2·H·d_h, 15]   (per layer: the H·d_h query columns (head-major,
  *      column h·d_h + n), then the key columns; stat order as STAT above)
  *   -> output `scan_centre` [N, L·d]: the centre patch's embedding (anisotropy baseline)
  *
@@ -25,8 +27,10 @@ import type { VitTensors } from '../runtime/vit-graph.js';
 export type Embedding = 'ln' | 'residual';
 
 /** Order of the reductions in the stats outputs. */
-export const STAT = { max: 0, min: 1, mean: 2, argmax: 3, argmin: 4, top5: 5, bottom5: 6 } as const;
-export const NSTATS = 7;
+export const STAT = { max: 0, min: 1, mean: 2, argmax: 3, argmin: 4, top: 5, bottom: 10 } as const;
+/** Values per column: 5 reductions + 5 largest + 5 smallest (fewer patches: padded with the last). */
+export const NSTATS = 15;
+export const TOPN = 5;
 /** Above this error amplification a mode is projected directly. */
 export const MAX_AMPLIFICATION = 100;
 
@@ -64,6 +68,8 @@ export interface ScanGraph {
   patches: number;
   /** Patch index of the centre patch (row ⌊rows/2⌋, column ⌊cols/2⌋). */
   centre: number;
+  /** Values averaged for the top-5 means: min(5, patches). */
+  topCount: number;
   /** Route actually built per scanned layer (set by `extend`). */
   routes: ('fast' | 'direct')[];
   fallback: FallbackColumn[];
@@ -234,6 +240,7 @@ export async function planScanGraph(spec: VitSpec, opts: ScanGraphOptions): Prom
     columns: C,
     patches: 0,
     centre: 0,
+    topCount: 0,
     routes: [],
     fallback: [],
     extend: () => undefined,
@@ -259,15 +266,22 @@ export async function planScanGraph(spec: VitSpec, opts: ScanGraphOptions): Prom
     const T = lay.tokens;
     plan.patches = P;
     plan.centre = Math.floor(lay.grid[0] / 2) * lay.grid[1] + Math.floor(lay.grid[1] / 2);
-    const K = Math.min(5, P);
+    plan.topCount = Math.min(TOPN, P);
+    const K = Math.min(TOPN, P);
     const kConst = g.ints([K]);
     const stats = (x: string, tag: string): string => {
-      // x: [N, R, P] -> [N, R, 7]
+      // x: [N, R, P] -> [N, R, 15]
       const red = (op: string) => g.op(op, [x], { axes: [2], keepdims: 1 }, { name: `${tag}_${op.toLowerCase()}` });
       const arg = (op: string) => g.op('Cast', [g.op(op, [x], { axis: 2, keepdims: 1 }, { name: `${tag}_${op.toLowerCase()}` })], { to: 1 });
-      const [top] = g.opN('TopK', [x, kConst], 2, { axis: 2, largest: 1, sorted: 0 }, { name: `${tag}_top` });
-      const [bot] = g.opN('TopK', [x, kConst], 2, { axis: 2, largest: 0, sorted: 0 }, { name: `${tag}_bottom` });
-      const parts = [red('ReduceMax'), red('ReduceMin'), red('ReduceMean'), arg('ArgMax'), arg('ArgMin'), g.reduceMean(top, [2], true), g.reduceMean(bot, [2], true)];
+      let [top] = g.opN('TopK', [x, kConst], 2, { axis: 2, largest: 1, sorted: 1 }, { name: `${tag}_top` });
+      let [bot] = g.opN('TopK', [x, kConst], 2, { axis: 2, largest: 0, sorted: 1 }, { name: `${tag}_bottom` });
+      if (K < TOPN) {
+        // Fewer than 5 patches: repeat the last value (the JS side averages the first K).
+        const pad = (v: string) => g.op('Concat', [v, ...Array<string>(TOPN - K).fill(g.slice(v, 2, K - 1, K))], { axis: 2 });
+        top = pad(top);
+        bot = pad(bot);
+      }
+      const parts = [red('ReduceMax'), red('ReduceMin'), red('ReduceMean'), arg('ArgMax'), arg('ArgMin'), top, bot];
       return g.op('Concat', parts, { axis: 2 }, { name: `${tag}_stats` });
     };
     const direct = (emb: string, W: Float32Array, n: number, tag: string): string => {

@@ -39,7 +39,7 @@ import {
 import { VERSION } from '../version.js';
 import { CentreSums } from './anisotropy.js';
 import { ImageDecodeError, decodeImageBytes } from './decode.js';
-import { NSTATS, planScanGraph, type Embedding, type HeadVectors } from './graph.js';
+import { NSTATS, STAT, planScanGraph, type Embedding, type HeadVectors } from './graph.js';
 import { shardRange, type Shard } from './shard.js';
 import { ImageReader, sha256, type ImageListing } from './sources.js';
 import { TopKLists } from './topk.js';
@@ -98,6 +98,8 @@ export interface ScanResult {
   imagesPerSec: number;
   firstSkipped: { id: number; path: string; reason: string }[];
   routes: string[];
+  /** Mode columns projected directly on 'fast' layers (ill-conditioned), excluding check columns. */
+  fallbackColumns: number;
   resumed: boolean;
 }
 
@@ -320,6 +322,8 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
     const idx = new ListIndex(layers, H, dh);
     const lists = new TopKLists(idx.size, topK);
     loadHeapState(db, lists, idx);
+    // `topk` rows may lag heap_state after a kill: rewrite them all at the next sync.
+    if (resumed) lists.markAllDirty(1);
     const centre = new CentreSums(layers.length, d);
     for (const r of db.prepare('SELECT layer, n, sums FROM anisotropy').all() as { layer: number; n: number; sums: Buffer }[]) {
       const li = layers.indexOf(r.layer);
@@ -413,7 +417,7 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
               const dst = base + ((fc.li * 2 + fc.side) * C + fc.col) * NSTATS;
               if (fc.check) {
                 const scale = Math.max(Math.abs(F[src]), Math.abs(F[src + 1]), 1e-6);
-                if (!(Math.abs(S[dst] - F[src]) <= 1e-3 * scale && Math.abs(S[dst + 1] - F[src + 1]) <= 1e-3 * scale) && Number.isFinite(F[src])) {
+                if (!(Math.abs(S[dst] - F[src]) <= 1e-3 * scale && Math.abs(S[dst + STAT.min] - F[src + STAT.min]) <= 1e-3 * scale) && Number.isFinite(F[src])) {
                   throw new Error(
                     `scan: the fast projection route disagrees with the direct projection (layer ${layers[fc.li]}, column ${fc.col}: ${S[dst]} vs ${F[src]}); the runtime graph's conventions changed? Rerun with the direct route.`,
                   );
@@ -429,6 +433,13 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
             }
           }
           const id = img.id;
+          const nt = plan.topCount;
+          // Means of the 5 largest / smallest values, summed in rank order (deterministic).
+          const mean5 = (at: number) => {
+            let s = 0;
+            for (let j = 0; j < nt; j++) s += S[at + j];
+            return s / nt;
+          };
           for (let li = 0; li < layers.length; li++) {
             for (let c = 0; c < C; c++) {
               const q = base + (li * 2 * C + c) * NSTATS;
@@ -436,10 +447,10 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
               const hi = (li * C + c) * 2; // == idx.index(li, h, n, +1) with c = h·dh + n
               const qmax = S[q];
               const kmax = S[k];
-              lists.offer(hi, qmax * kmax, id, qmax, kmax, S[q + 3], S[k + 3], S[q + 2], S[k + 2], S[q + 5], S[k + 5]);
-              const qneg = -S[q + 1];
-              const kneg = -S[k + 1];
-              lists.offer(hi + 1, qneg * kneg, id, qneg, kneg, S[q + 4], S[k + 4], -S[q + 2], -S[k + 2], -S[q + 6], -S[k + 6]);
+              lists.offer(hi, qmax * kmax, id, qmax, kmax, S[q + STAT.argmax], S[k + STAT.argmax], S[q + STAT.mean], S[k + STAT.mean], mean5(q + STAT.top), mean5(k + STAT.top));
+              const qneg = -S[q + STAT.min];
+              const kneg = -S[k + STAT.min];
+              lists.offer(hi + 1, qneg * kneg, id, qneg, kneg, S[q + STAT.argmin], S[k + STAT.argmin], -S[q + STAT.mean], -S[k + STAT.mean], -mean5(q + STAT.bottom), -mean5(k + STAT.bottom));
             }
             centre.add(li, Cn, (i * layers.length + li) * d);
           }
@@ -499,6 +510,7 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
       imagesPerSec: seconds > 0 ? session / seconds : 0,
       firstSkipped,
       routes: plan.routes,
+      fallbackColumns: fellBack,
       resumed,
     };
   } finally {

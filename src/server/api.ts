@@ -15,6 +15,7 @@ import {
   ImageStore,
   ModelPool,
   anisotropy,
+  centreVectors,
   decodeUpload,
   decompose,
   imageModeContributions,
@@ -25,6 +26,9 @@ import {
   type StoredImage,
 } from './live.js';
 import { RunStore, headVectors, modelCurves, salienceVector, type RunInfo } from './runs.js';
+import type { ImageLocator } from './scan-db.js';
+import { ImageReader } from '../scan/sources.js';
+import { decodeImageBytes } from '../scan/decode.js';
 
 export interface ApiOptions {
   runsDir: string;
@@ -60,6 +64,7 @@ export class Api {
   readonly models: ModelPool;
   private routes: Route[] = [];
   private anisotropyCache = new Map<string, Promise<unknown>>();
+  private reader = new ImageReader();
 
   constructor(readonly opts: ApiOptions) {
     this.runs = new RunStore(opts.runsDir);
@@ -71,6 +76,7 @@ export class Api {
   }
 
   async close(): Promise<void> {
+    this.reader.close();
     this.runs.close();
     await this.models.close();
   }
@@ -188,6 +194,7 @@ export class Api {
       const hs = r.summary.layers[l].heads[h];
       const db = this.runs.scan(r);
       const top = db ? db.top(l, h, n) : [];
+      const meta = db?.meta() ?? null;
       sendJson(res, 200, {
         run: r.id,
         layer: l,
@@ -199,7 +206,16 @@ export class Api {
         rel_gap: hs.rel_gap[n],
         chance: { mode95: r.summary.chance.mode95, mode99: r.summary.chance.mode99 },
         has_scan: !!db,
-        top: top.map((t) => ({ sign: t.sign, rank: t.rank, label: basename(t.image_path), score: t.score, qmax: t.qmax, kmax: t.kmax, q_token: t.q_token, k_token: t.k_token })),
+        scan: meta
+          ? {
+              embedding: meta.embedding ?? null,
+              top_k: meta.top_k ?? null,
+              image_count: meta.image_count ?? null,
+              status: meta.status ?? null,
+              layers: meta.layers ?? null,
+            }
+          : null,
+        top: top.map((t) => ({ sign: t.sign, rank: t.rank, label: labelOf(t.locator), score: t.score, qmax: t.qmax, kmax: t.kmax, q_token: t.q_token, k_token: t.k_token })),
       });
     });
 
@@ -213,7 +229,7 @@ export class Api {
       if (!db) throw new HttpError(404, `run ${r.id} has no scan database (run.db)`);
       const t = db.top(l, h, n).find((x) => x.sign === sign && x.rank === rank);
       if (!t) throw new HttpError(404, `run ${r.id}: no top image L${l} H${h} M${n} sign ${sign > 0 ? '+' : '−'} rank ${params[5]}`);
-      const img = await this.imageFromFile(t.image_path);
+      const img = await this.imageFrom(t.locator);
       const m = await this.model(r);
       const maps = await this.maps(r, m, img, l, h, n, sign);
       sendJson(res, 200, { image: { id: img.id, label: img.label }, scan: { score: t.score, qmax: t.qmax, kmax: t.kmax, q_token: t.q_token, k_token: t.k_token }, ...maps });
@@ -235,7 +251,7 @@ export class Api {
     this.route('POST', 'gallery/:key', 'load a gallery image; returns its id', async ({ res, params, query }) => {
       const entry = this.gallery(query.get('run')).find((g) => g.key === params[0]);
       if (!entry) throw new HttpError(404, `no gallery image ${JSON.stringify(params[0])}`);
-      const img = await this.imageFromFile(entry.path);
+      const img = await this.imageFrom(entry.locator);
       sendJson(res, 200, { id: img.id, label: img.label, width: img.rgb.width, height: img.rgb.height });
     });
 
@@ -388,30 +404,33 @@ export class Api {
     };
   }
 
-  private async imageFromFile(path: string): Promise<StoredImage> {
-    const id = 'f' + createHash('sha256').update(path).digest('hex').slice(0, 20);
+  /** Decodes an image named by the scan or the --images folder (cached by its locator). */
+  private async imageFrom(loc: ImageLocator): Promise<StoredImage> {
+    const id = 'f' + createHash('sha256').update(`${loc.kind}\0${loc.container}\0${loc.member ?? ''}\0${loc.path}`).digest('hex').slice(0, 20);
     if (this.images.has(id)) return this.images.get(id);
+    const label = labelOf(loc);
     let rgb;
     try {
-      rgb = await decodeImage(path);
+      if (loc.kind === 'file') rgb = await decodeImage(loc.path);
+      else rgb = await decodeImageBytes((await this.reader.read({ kind: loc.kind, container: loc.container, member: loc.member })).bytes);
     } catch (e) {
-      if (e instanceof UserError) throw new HttpError(422, `${basename(path)}: ${e.message.replace(path + ': ', '')}`);
-      throw e;
+      const msg = (e as Error).message.replace(loc.path + ': ', '').replace(loc.container + ': ', '');
+      throw new HttpError(422, `${label}: cannot read the image (${msg})`);
     }
-    return this.images.put({ id, label: basename(path), rgb });
+    return this.images.put({ id, label, rgb });
   }
 
-  private gallery(runId: string | null): { key: string; label: string; path: string; source: string }[] {
-    const out: { key: string; label: string; path: string; source: string }[] = [];
+  private gallery(runId: string | null): { key: string; label: string; locator: ImageLocator; source: string }[] {
+    const out: { key: string; label: string; locator: ImageLocator; source: string }[] = [];
     const seen = new Set<string>();
-    const add = (p: string, source: string) => {
-      if (seen.has(p)) return;
-      seen.add(p);
-      out.push({ key: createHash('sha256').update(p).digest('hex').slice(0, 16), label: basename(p), path: p, source });
+    const add = (loc: ImageLocator, source: string) => {
+      if (seen.has(loc.path)) return;
+      seen.add(loc.path);
+      out.push({ key: createHash('sha256').update(loc.path).digest('hex').slice(0, 16), label: labelOf(loc), locator: loc, source });
     };
     if (this.opts.imagesDir) {
       try {
-        for (const p of expandImagePaths([this.opts.imagesDir])) add(p, 'images');
+        for (const p of expandImagePaths([this.opts.imagesDir])) add({ path: p, kind: 'file', container: p, member: null }, 'images');
       } catch {
         // empty folder: nothing to offer
       }
@@ -419,7 +438,7 @@ export class Api {
     if (runId) {
       const r = this.runs.get(runId);
       try {
-        for (const p of this.runs.scan(r)?.images() ?? []) add(p, 'scan');
+        for (const loc of this.runs.scan(r)?.images() ?? []) add(loc, 'scan');
       } catch {
         // bad run.db: the mode view reports it
       }
@@ -445,22 +464,22 @@ export class Api {
     let p = this.anisotropyCache.get(r.id);
     if (!p) {
       p = (async () => {
-        const paths = this.gallery(r.id)
-          .map((g) => g.path)
+        const locs = this.gallery(r.id)
+          .map((g) => g.locator)
           .slice(0, this.opts.anisotropyImages ?? 64);
-        if (paths.length < 2) {
+        if (locs.length < 2) {
           return { available: false, reason: 'needs at least two images: start serve with --images DIR, or add a scan (run.db) to the run' };
         }
         const m = await this.model(r);
         const results = [];
-        for (const path of paths) {
-          let rgb;
+        for (const loc of locs) {
+          let img;
           try {
-            rgb = await decodeImage(path);
+            img = await this.imageFrom(loc);
           } catch {
             continue;
           }
-          results.push(await m.forward({ id: 'aniso-' + path, label: '', rgb }));
+          results.push(centreVectors(await m.forward(img, false), m.spec.width, m.spec.layers));
         }
         const v = anisotropy(results, m.spec.width, m.spec.layers);
         return {
@@ -490,6 +509,13 @@ function runBrief(r: RunInfo) {
     has_scan: !!r.scanPath,
     chance: { d: s.chance.d, mode95: s.chance.mode95 },
   };
+}
+
+/** A short, path-free name for an image: the file name, or the member / row of its container. */
+function labelOf(loc: ImageLocator): string {
+  if (loc.kind === 'file') return basename(loc.path);
+  if (loc.kind === 'tar') return `${basename(loc.container)}#${basename(loc.member ?? '')}`;
+  return `${basename(loc.container)}#row ${loc.member ?? '?'}`;
 }
 
 function intParam(v: string | null | undefined, name: string, bound: number): number {

@@ -77,7 +77,7 @@ export async function decodeUpload(bytes: Buffer): Promise<RgbImage> {
 /** Bounded store of decoded images by id (least recently used dropped first). */
 export class ImageStore {
   private images = new Map<string, StoredImage>();
-  constructor(private readonly maxBytes = 512 << 20) {}
+  constructor(private readonly maxBytes = 256 << 20) {}
 
   put(img: StoredImage): StoredImage {
     this.images.delete(img.id);
@@ -193,8 +193,8 @@ export class ModelSession {
       .toBuffer();
   }
 
-  /** One forward pass (cached per image id); passes run one at a time. */
-  forward(img: StoredImage): Promise<ForwardResult> {
+  /** One forward pass (cached per image id unless `cache` is false); passes run one at a time. */
+  forward(img: StoredImage, cache = true): Promise<ForwardResult> {
     const hit = this.cache.get(img.id);
     if (hit) {
       this.cache.delete(img.id);
@@ -224,6 +224,7 @@ export class ModelSession {
       return { layout: rt.layout, ln: r.ln!, attention: r.attention!, logits, relPos };
     });
     this.queue = job.catch(() => undefined);
+    if (!cache) return job;
     this.cache.set(img.id, job);
     job.catch(() => this.cache.delete(img.id));
     while (this.cache.size > this.cacheSize) this.cache.delete(this.cache.keys().next().value!);
@@ -497,25 +498,34 @@ export function decompose(f: ForwardResult, spec: VitSpec, l: number, h: number,
   };
 }
 
-/** Per-layer mean cosine between the centre-patch embeddings (x = LN(h)) of different images. */
-export function anisotropy(results: ForwardResult[], d: number, L: number): number[] {
+/** Per layer, the unit-length centre-patch LayerNorm output x = LN(h) of one image. */
+export function centreVectors(f: ForwardResult, d: number, L: number): Float64Array[] {
+  const { grid, patchStart, tokens: T } = f.layout;
+  const t = patchStart + Math.floor(grid[0] / 2) * grid[1] + Math.floor(grid[1] / 2);
+  const out: Float64Array[] = [];
+  for (let l = 0; l < L; l++) {
+    const base = (l * T + t) * d;
+    const v = Float64Array.from(f.ln.subarray(base, base + d));
+    const n = Math.hypot(...v);
+    if (n > 0) for (let c = 0; c < d; c++) v[c] /= n;
+    out.push(v);
+  }
+  return out;
+}
+
+/**
+ * Per-layer mean cosine between the centre-patch embeddings of different images (METHOD.md §3,
+ * anisotropy control), from `centreVectors` of each image: Σ_{a≠b} x̂_a·x̂_b / (N(N−1)).
+ */
+export function anisotropy(perImage: Float64Array[][], d: number, L: number): number[] {
   const out: number[] = [];
+  const N = perImage.length;
   for (let l = 0; l < L; l++) {
     const sum = new Float64Array(d);
-    let N = 0;
-    for (const f of results) {
-      const { grid, patchStart, tokens: T } = f.layout;
-      const t = patchStart + Math.floor(grid[0] / 2) * grid[1] + Math.floor(grid[1] / 2);
-      const base = (l * T + t) * d;
-      let nn = 0;
-      for (let c = 0; c < d; c++) nn += f.ln[base + c] ** 2;
-      const inv = nn > 0 ? 1 / Math.sqrt(nn) : 0;
-      for (let c = 0; c < d; c++) sum[c] += f.ln[base + c] * inv;
-      N++;
-    }
+    for (const v of perImage) for (let c = 0; c < d; c++) sum[c] += v[l][c];
     let s2 = 0;
     for (let c = 0; c < d; c++) s2 += sum[c] ** 2;
-    // Σ_{a≠b} x̂_a·x̂_b = |Σ x̂|² − N (unit vectors).
+    // |Σ x̂|² = N + Σ_{a≠b} x̂_a·x̂_b for unit vectors.
     out.push(N > 1 ? (s2 - N) / (N * (N - 1)) : NaN);
   }
   return out;

@@ -13,13 +13,26 @@
  * and optionally `anisotropy(layer INTEGER, value REAL)`: per layer, the mean cosine between
  * the centre-patch embeddings of different images (METHOD.md §3).
  * `sign` may also be stored as text ('+', '-', 'pos', 'neg').
+ *
+ * `qkscope scan` writes a superset of this (src/store/scan-db.ts, docs/scan.md): there `topk`
+ * also has `image_id`, joined here to `images(id, source, container, member)` so that images
+ * inside tar shards and Parquet files can be read back.
  */
 import Database from 'better-sqlite3';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { HttpError } from './http.js';
 
+/** Where an image's bytes are: a plain file, or a member of a tar shard / a Parquet row. */
+export interface ImageLocator {
+  path: string;
+  kind: 'file' | 'tar' | 'parquet';
+  container: string;
+  member: string | null;
+}
+
 export interface TopImage {
   sign: 1 | -1;
+  locator: ImageLocator;
   rank: number;
   image_path: string;
   score: number;
@@ -46,6 +59,8 @@ export class ScanDb {
   private db: Database.Database | null = null;
   private cols: Set<string> = new Set();
   private error: string | null = null;
+  /** `images` table of a qkscope scan, joined on topk.image_id. */
+  private joinImages = false;
 
   constructor(readonly path: string) {
     try {
@@ -55,6 +70,10 @@ export class ScanDb {
       this.cols = new Set((this.db.prepare('PRAGMA table_info(topk)').all() as { name: string }[]).map((r) => r.name));
       const missing = REQUIRED.filter((c) => !this.cols.has(c));
       if (missing.length) throw new Error(`table topk lacks column(s) ${missing.join(', ')}`);
+      if (this.cols.has('image_id') && this.db.prepare("SELECT name FROM sqlite_master WHERE type='table' AND name='images'").get()) {
+        const ic = new Set((this.db.prepare('PRAGMA table_info(images)').all() as { name: string }[]).map((r) => r.name));
+        this.joinImages = ['id', 'source', 'container', 'member'].every((c) => ic.has(c));
+      }
     } catch (e) {
       this.error = `run.db: ${(e as Error).message}; expected topk(${[...REQUIRED, ...OPTIONAL].join(', ')}) as documented in docs/API.md`;
     }
@@ -65,22 +84,39 @@ export class ScanDb {
     return this.db;
   }
 
+  private locator(r: Record<string, unknown>): ImageLocator {
+    const base = dirname(this.path);
+    const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+    const path = abs(String(r.image_path));
+    const kind = r.i_source === 'tar' || r.i_source === 'parquet' ? r.i_source : 'file';
+    if (kind === 'file') return { path, kind, container: r.i_container ? abs(String(r.i_container)) : path, member: null };
+    return { path, kind, container: abs(String(r.i_container)), member: r.i_member === null || r.i_member === undefined ? null : String(r.i_member) };
+  }
+
+  private selectSql(where: string, order: string): string {
+    const cols = [...REQUIRED, ...OPTIONAL.filter((c) => this.cols.has(c))].map((c) => `t."${c}"`);
+    if (this.joinImages) {
+      cols.push('i.source AS i_source', 'i.container AS i_container', 'i.member AS i_member');
+      return `SELECT ${cols.join(', ')} FROM topk t LEFT JOIN images i ON i.id = t.image_id ${where} ${order}`;
+    }
+    return `SELECT ${cols.join(', ')} FROM topk t ${where} ${order}`;
+  }
+
   /** Top images of one mode, both signs, best first. */
   top(layer: number, head: number, mode: number): TopImage[] {
     const db = this.ready();
-    const sel = [...REQUIRED, ...OPTIONAL.filter((c) => this.cols.has(c))].map((c) => `"${c}"`).join(', ');
-    const rows = db.prepare(`SELECT ${sel} FROM topk WHERE layer = ? AND head = ? AND mode = ? ORDER BY rank`).all(layer, head, mode) as Record<string, unknown>[];
-    const base = dirname(this.path);
+    const rows = db.prepare(this.selectSql('WHERE t.layer = ? AND t.head = ? AND t.mode = ?', 'ORDER BY t.rank')).all(layer, head, mode) as Record<string, unknown>[];
     const out: TopImage[] = [];
     for (const r of rows) {
       const sign = normSign(r.sign);
       if (sign === null) continue;
-      const p = String(r.image_path);
       const num = (k: string) => (r[k] === undefined || r[k] === null ? null : Number(r[k]));
+      const locator = this.locator(r);
       out.push({
         sign,
+        locator,
         rank: Number(r.rank),
-        image_path: isAbsolute(p) ? p : resolve(base, p),
+        image_path: locator.path,
         score: Number(r.score),
         qmax: num('qmax'),
         kmax: num('kmax'),
@@ -91,6 +127,25 @@ export class ScanDb {
     return out;
   }
 
+  /** Scan metadata (`meta` table of qkscope scan), or null. */
+  meta(): Record<string, unknown> | null {
+    if (this.error || !this.db) return null;
+    try {
+      const rows = this.db.prepare('SELECT key, value FROM meta').all() as { key: string; value: string }[];
+      const m: Record<string, unknown> = {};
+      for (const r of rows) {
+        try {
+          m[r.key] = JSON.parse(r.value);
+        } catch {
+          m[r.key] = r.value;
+        }
+      }
+      return m;
+    } catch {
+      return null;
+    }
+  }
+
   /** Which modes have top images: `${layer}/${head}/${mode}` keys. */
   modesWithImages(): Set<string> {
     const db = this.ready();
@@ -98,12 +153,14 @@ export class ScanDb {
     return new Set(rows.map((r) => `${r.layer}/${r.head}/${r.mode}`));
   }
 
-  /** Every distinct image of the scan (absolute paths), sorted. */
-  images(limit = 10000): string[] {
+  /** Distinct images of the scan's top lists, sorted by path (at most `limit`). */
+  images(limit = 500): ImageLocator[] {
     const db = this.ready();
-    const rows = db.prepare('SELECT DISTINCT image_path FROM topk ORDER BY image_path LIMIT ?').all(limit) as { image_path: string }[];
-    const base = dirname(this.path);
-    return rows.map((r) => (isAbsolute(r.image_path) ? r.image_path : resolve(base, r.image_path)));
+    const sql = this.joinImages
+      ? 'SELECT t.image_path, MIN(i.source) AS i_source, MIN(i.container) AS i_container, MIN(i.member) AS i_member FROM topk t LEFT JOIN images i ON i.id = t.image_id GROUP BY t.image_path ORDER BY t.image_path LIMIT ?'
+      : 'SELECT DISTINCT image_path FROM topk ORDER BY image_path LIMIT ?';
+    const rows = db.prepare(sql).all(limit) as Record<string, unknown>[];
+    return rows.map((r) => this.locator(r));
   }
 
   /** Per-layer anisotropy stored by the scan, if it wrote one. */
@@ -112,8 +169,10 @@ export class ScanDb {
     const t = this.db.prepare("SELECT name FROM sqlite_master WHERE type='table' AND name='anisotropy'").get();
     if (!t) return null;
     try {
-      const rows = this.db.prepare('SELECT layer, value FROM anisotropy').all() as { layer: number; value: number }[];
-      return new Map(rows.map((r) => [Number(r.layer), Number(r.value)]));
+      const rows = this.db.prepare('SELECT layer, value FROM anisotropy').all() as { layer: number; value: number | null }[];
+      const m = new Map<number, number>();
+      for (const r of rows) if (r.value !== null && Number.isFinite(Number(r.value))) m.set(Number(r.layer), Number(r.value));
+      return m.size ? m : null;
     } catch {
       return null;
     }

@@ -31,6 +31,15 @@ export interface RunningServer {
 
 export const DEFAULT_UPLOAD_BYTES = 16 << 20;
 
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
+
+/** The host name of a Host header, without port or IPv6 brackets. */
+function hostName(h: string | undefined): string {
+  if (!h) return '';
+  if (h.startsWith('[')) return h.slice(1, h.indexOf(']'));
+  return h.replace(/:\d+$/, '').toLowerCase();
+}
+
 /** dist/web beside the compiled dist/src/server/server.js. */
 export function defaultWebRoot(): string {
   const here = dirname(fileURLToPath(import.meta.url));
@@ -51,11 +60,19 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     offline: o.offline,
     anisotropyImages: o.anisotropyImages,
   });
+  const host = o.host ?? '127.0.0.1';
+  const loopback = LOOPBACK.has(host);
   const webRoot = o.webRoot ?? defaultWebRoot();
   const hasWeb = existsSync(join(webRoot, 'index.html'));
   const server = createServer((req, res) => {
     const t0 = Date.now();
     res.on('finish', () => o.log?.(`${req.method} ${req.url} ${res.statusCode} ${Date.now() - t0}ms`));
+    // Bound to loopback: answer only requests addressed to loopback names, so a web page
+    // cannot reach the server through DNS rebinding.
+    if (loopback && !LOOPBACK.has(hostName(req.headers.host))) {
+      sendError(res, 403, `Host ${JSON.stringify(req.headers.host ?? '')} refused: this server answers only on 127.0.0.1 / localhost`);
+      return;
+    }
     let url: URL;
     try {
       // Prefixing (not resolving against a base) keeps '//x' from being read as a host.
@@ -85,7 +102,6 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     });
   });
   server.requestTimeout = 10 * 60_000;
-  const host = o.host ?? '127.0.0.1';
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
     server.listen(o.port ?? 8080, host, () => {

@@ -85,7 +85,7 @@ export interface ScanMeta {
 }
 
 /** Meta keys that must agree for resume and merge. */
-export const IDENTITY_KEYS = ['model', 'layers', 'embedding', 'top_k', 'image_size', 'image_count', 'image_list_sha256', 'modes_sha256', 'weights_sha256'] as const;
+export const IDENTITY_KEYS = ['layers', 'embedding', 'top_k', 'image_size', 'image_count', 'image_list_sha256', 'modes_sha256', 'weights_sha256'] as const;
 
 export function openScanDb(path: string, opts: { readonly?: boolean; create?: boolean } = {}): Database.Database {
   let db: Database.Database;

@@ -181,14 +181,16 @@ test('random W_q, W_k: σ and cosines match a dense SVD of W_qᵀW_k (ml-matrix)
   }
 });
 
-test('all factorisation paths agree on the same input', () => {
+test('all factorisation paths and both core SVDs agree on the same input', () => {
   const g = rng(6);
   const d = 64, n = 16;
   const wq = randn(n * d, g), wk = randn(n * d, g);
   const a = headModes(wq, wk, null, d, n, 0, 0, { path: 'cholqr' });
-  for (const path of ['cholqr2', 'householder'] as const) {
-    const b = headModes(wq, wk, null, d, n, 0, 0, { path });
+  assert.equal(a.numerics?.svd, 'golub-kahan');
+  for (const [path, svd] of [['cholqr2', 'golub-kahan'], ['householder', 'golub-kahan'], ['cholqr', 'jacobi'], ['householder', 'jacobi']] as const) {
+    const b = headModes(wq, wk, null, d, n, 0, 0, { path, svd });
     assert.equal(b.numerics?.qPath, path);
+    assert.equal(b.numerics?.svd, svd);
     assert.ok(maxAbsDiff(a.sigma, b.sigma) < 1e-12 * a.sigma[0]);
     assert.ok(maxAbsDiff(a.cosine, b.cosine) < 1e-12);
     assert.ok(maxAbsDiff(a.U, b.U) < 1e-10 && maxAbsDiff(a.V, b.V) < 1e-10);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Arena, gemmNNjs, gemmNTjs, jacobiSweepJs, kernelModule, roundUp, signCosJs } from '../../src/linalg/kernels.js';
+import { Arena, gemmNNjs, gemmNTjs, houseLeftJs, houseRightJs, jacobiSweepJs, kernelModule, rotRowsJs, roundUp, signCosJs } from '../../src/linalg/kernels.js';
 import { choleskyUpperInPlace, invUpper, matmul, transpose } from '../../src/linalg/dense.js';
 import { sleb, uleb } from '../../src/linalg/wasm-asm.js';
 import { maxAbsDiff, randn, rng } from './helpers.js';
@@ -210,4 +210,41 @@ test('signCos: wasm equals the JS version (sign rule with ties, cosines)', () =>
     for (let i = 1; i < d; i++) if (Math.abs(ar.heap[k * ld + i]) > Math.abs(ar.heap[k * ld + bi])) bi = i;
     assert.ok(ar.heap[k * ld + bi] > 0);
   }
+});
+
+test('houseLeft / houseRight / rotRows: wasm equals the JS versions (odd lengths, unaligned starts)', () => {
+  const g = rng(6);
+  const ld = 24, rows = 20;
+  const A = 0, v = rows * ld, w = v + ld, idx = w + ld, cs = idx + ld;
+  const size = cs + 2 * ld;
+  const ar = new Arena();
+  const H = ar.reserve(size);
+  H.fill(0, 0, size);
+  H.set(randn(rows * ld, g), A);
+  H.set(randn(ld, g), v);
+  const J = Float64Array.from(H.subarray(0, size));
+  for (const [r0, r1, c0, c1] of [[0, 20, 0, 24], [3, 17, 5, 22], [7, 8, 1, 2], [2, 9, 4, 5]]) {
+    const tau = 0.37;
+    ar.houseLeft(A, ld, r0, r1, c0, c1, v, tau, w);
+    houseLeftJs(J, A, ld, r0, r1, c0, c1, v, tau, w);
+    ar.houseRight(A, ld, r0, r1, c0, c1, v, tau);
+    houseRightJs(J, A, ld, r0, r1, c0, c1, v, tau);
+    assert.ok(maxAbsDiff(ar.heap.subarray(A, A + rows * ld), J.subarray(A, A + rows * ld)) < 1e-12, `${r0}:${r1} × ${c0}:${c1}`);
+  }
+  // rotations: a chain and a fan, each as (a, b, c, s)
+  const rots = [[0, 1], [1, 2], [2, 3], [5, 9], [5, 11], [5, 2]];
+  const I = new Int32Array(ar.heap.buffer, ar.heap.byteOffset + idx * 8, 2 * ld);
+  const IJ = new Int32Array(J.buffer, J.byteOffset + idx * 8, 2 * ld);
+  const IJall = new Int32Array(J.buffer, J.byteOffset, 2 * size);
+  rots.forEach(([a, b], t) => {
+    const th = 0.3 * (t + 1);
+    I[2 * t] = IJ[2 * t] = a;
+    I[2 * t + 1] = IJ[2 * t + 1] = b;
+    ar.heap[cs + 2 * t] = J[cs + 2 * t] = Math.cos(th);
+    ar.heap[cs + 2 * t + 1] = J[cs + 2 * t + 1] = Math.sin(th);
+  });
+  ar.rotRows(A, ld, ld, idx, cs, rots.length);
+  rotRowsJs(J, IJall, A, ld, ld, idx * 2, cs, rots.length);
+  assert.ok(maxAbsDiff(ar.heap.subarray(A, A + rows * ld), J.subarray(A, A + rows * ld)) < 1e-12);
+  assert.throws(() => ar.rotRows(A, ld, 3, idx, cs, 1), RangeError);
 });

@@ -174,6 +174,15 @@ describe('path traversal is refused', () => {
   });
 });
 
+describe('loopback binding', () => {
+  test('requests for other host names are refused (DNS rebinding)', async () => {
+    const r = await raw(srv.port, '/api/runs', { headers: { host: 'evil.example:8080' } });
+    assert.equal(r.status, 403);
+    assert.match(r.json().error, /answers only on 127\.0\.0\.1/);
+    assert.equal((await raw(srv.port, '/api/runs', { headers: { host: `localhost:${srv.port}` } })).status, 200);
+  });
+});
+
 describe('static front-end', () => {
   test('serves index.html and assets', async () => {
     const r = await get('/');
@@ -229,6 +238,27 @@ describe('uploads', () => {
     const r = await raw(srv.port, '/api/images', { method: 'POST', body: bytes.subarray(0, Math.floor(bytes.length / 2)) });
     assert.equal(r.status, 415);
     assert.match(r.json().error, /JPEG, PNG or WebP/);
+  });
+
+  test('a decompression bomb (81 megapixels in 106 bytes) is refused before decoding', async () => {
+    const { crc32, deflateSync } = await import('node:zlib');
+    const chunk = (type: string, data: Buffer) => {
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(data.length);
+      const td = Buffer.concat([Buffer.from(type), data]);
+      const c = Buffer.alloc(4);
+      c.writeUInt32BE(crc32(td));
+      return Buffer.concat([len, td, c]);
+    };
+    const ihdr = Buffer.alloc(13);
+    ihdr.writeUInt32BE(9000, 0);
+    ihdr.writeUInt32BE(9000, 4);
+    ihdr[8] = 8; // 8-bit
+    ihdr[9] = 2; // RGB
+    const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.alloc(1 + 9000 * 3))), chunk('IEND', Buffer.alloc(0))]);
+    const r = await raw(srv.port, '/api/images', { method: 'POST', body: png });
+    assert.equal(r.status, 413);
+    assert.match(r.json().error, /9000×9000 pixels; the limit is 40 megapixels/);
   });
 
   test('an empty upload is 400', async () => {

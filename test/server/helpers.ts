@@ -4,7 +4,7 @@ export interface RawReply {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   body: Buffer;
-  json: () => any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  json: () => any;
 }
 
 /**

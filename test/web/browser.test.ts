@@ -11,7 +11,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { REPO_ROOT } from '../helpers/paths.js';
@@ -156,11 +156,24 @@ test('serve front-end: every view, click-through, upload, decomposition', { skip
     await page.waitForFunction(() => /too large/.test(document.getElementById('image-message')?.textContent ?? ''));
   });
 
+  await step('drop an image', async () => {
+    const b64 = readFileSync(fx.images[5]).toString('base64');
+    const dt = await page.evaluateHandle((data) => {
+      const t = new DataTransfer();
+      const bin = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+      t.items.add(new File([bin], 'dropped.png', { type: 'image/png' }));
+      return t;
+    }, b64);
+    await page.dispatchEvent('#dropzone', 'drop', { dataTransfer: dt });
+    await page.waitForFunction(() => /dropped\.png · 60×46/.test(document.getElementById('image-message')?.textContent ?? ''));
+    await page.waitForSelector('[data-testid=query-map]');
+  });
+
   await step('upload an image', async () => {
     await page.setInputFiles('#file', fx.images[4]);
+    await page.waitForFunction(() => /photo-4\.png · 56×44/.test(document.getElementById('image-message')?.textContent ?? ''));
     await page.waitForSelector('[data-testid=query-map]');
     await page.waitForSelector('[data-testid=key-map]');
-    assert.match(await page.locator('#image-message').innerText(), /photo-4\.png · 56×44/);
     assert.match(page.url(), /img=u[0-9a-f]+/);
     await page.waitForSelector('#image-modes svg');
   });

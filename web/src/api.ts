@@ -71,6 +71,7 @@ export interface ModeDetail {
   rel_gap: number;
   chance: { mode95: Band; mode99: Band };
   has_scan: boolean;
+  scan: { embedding: string | null; top_k: number | null; image_count: number | null; status: string | null; layers: number[] | null } | null;
   top: TopEntry[];
 }
 export interface Maps {

@@ -52,6 +52,22 @@ export async function renderMode(ctx: ViewContext, r: ModeRoute): Promise<void> 
     );
     return;
   }
+  if (d.scan) {
+    const sc = d.scan;
+    const bits = [
+      sc.image_count !== null ? `${sc.image_count} images scanned` : null,
+      sc.top_k !== null ? `top ${sc.top_k} kept per sign` : null,
+      sc.status && sc.status !== 'complete' ? `scan ${sc.status}` : null,
+    ].filter(Boolean);
+    ctx.root.append(note(`Scan: ${bits.join(' · ')}.`));
+    if (sc.embedding === 'residual') {
+      ctx.root.append(errorBox('This scan ranked images by projecting the residual stream h (--embedding residual); the maps drawn here project x = LN(h), the space of the modes, so they can differ from what the scan scored.'));
+    }
+    if (sc.layers && !sc.layers.includes(r.layer)) {
+      ctx.root.append(card('Top images', note(`Layer ${r.layer} was not scanned (scanned layers: ${sc.layers.join(', ')}).`)));
+      return;
+    }
+  }
   const legend = overlayLegend();
   for (const sign of [1, -1] as const) {
     const entries = d.top.filter((t) => t.sign === sign);
@@ -69,6 +85,11 @@ export async function renderMode(ctx: ViewContext, r: ModeRoute): Promise<void> 
   ctx.root.append(note('Score S = maxₜ Q(t) × maxₜ K(t) (METHOD.md §5). Maps: Q(t) = ±x_t·uₙ in red, K(t) = ±x_t·vₙ in cyan, each scaled to its own maximum; white where both are high. Click an image to explore it.'));
 }
 
+/** File name without the extension and an ImageNet synset prefix (n01440764_tench.JPEG → tench). */
+function shortLabel(label: string): string {
+  return label.replace(/\.(jpe?g|png|webp|tiff?|bmp|gif|avif)$/i, '').replace(/^n\d{8}_/, '').replace(/_/g, ' ');
+}
+
 function statBox(label: string, value: string, sub: string, id?: string): HTMLElement {
   return h('div', { class: 'stat', 'data-testid': id ?? null }, h('div', { class: 'label' }, label), h('div', { class: 'value' }, value), h('div', { class: 'sub' }, sub));
 }
@@ -80,7 +101,7 @@ function topCard(ctx: ViewContext, r: ModeRoute, t: TopEntry): HTMLElement {
   const caption = h(
     'div',
     { class: 'caption' },
-    h('div', { class: 'title' }, `#${t.rank + 1} ${t.label}`),
+    h('div', { class: 'title', title: t.label }, `#${t.rank + 1} ${shortLabel(t.label)}`),
     h('div', null, `S = ${fmt(t.score, 2)}`),
     h('div', { class: 'qk' }, h('span', { class: 'q' }, `Q ${fmt(t.qmax, 2)}`), ' · ', h('span', { class: 'k' }, `K ${fmt(t.kmax, 2)}`)),
   );

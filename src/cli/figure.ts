@@ -1,0 +1,5 @@
+import { Command } from 'commander';
+
+export function figureCommand(): Command {
+  return new Command('figure').description('figures from runs');
+}

@@ -1,0 +1,84 @@
+import { Command, Option } from 'commander';
+import { addModelOptions, loadSpec, positiveInt, type ModelFlags } from './model-options.js';
+import { UserError } from '../errors.js';
+import { ImageFiles, NpyPixels, expandImagePaths, type PixelSource } from '../images/pixels.js';
+import { preprocessFor } from '../images/preprocess.js';
+import { parseDevice } from '../runtime/device.js';
+import { runPositionContent } from '../analysis/position-content-job.js';
+import { writePositionContentReport } from '../analysis/position-report.js';
+import { parseLayers } from './embed.js';
+import type { LayerSelection } from '../runtime/vit-graph.js';
+
+interface PcFlags extends ModelFlags {
+  out: string;
+  embedding: string;
+  tokens: string;
+  layers?: LayerSelection;
+  batch: number;
+  pixels?: string;
+  device: string;
+  threads?: number;
+  figures: boolean;
+}
+
+export function positionContentCommand(): Command {
+  const cmd = new Command('position-content')
+    .description('split each layer’s token embeddings into a per-position mean and content, and measure each mode’s content–content, content–position, position–content and position–position logit energy')
+    .argument('<model>', 'vision model directory (HF or timm layout), checkpoint file, or Hugging Face id org/name[@rev]')
+    .argument('[images...]', 'at least 2 image files or folders (one input size); omit with --pixels')
+    .requiredOption('-o, --out <dir>', 'output directory (position_content.json, shares.npy, heads.csv, position_content.svg/.png)')
+    .addOption(new Option('--embedding <kind>', 'ln: LayerNorm output feeding the attention (the modes’ own space); residual: the stream before it').choices(['ln', 'residual']).default('ln'))
+    .addOption(new Option('--tokens <which>', 'tokens in the sums: all (as the attention sees them) or patches').choices(['all', 'patches']).default('all'))
+    .addOption(new Option('--layers <list>', 'comma-separated 0-based layers, or all').default('all').argParser(parseLayers))
+    .addOption(new Option('--batch <n>', 'images per forward pass').default(8).argParser(positiveInt('--batch')))
+    .option('--pixels <file.npy>', 'float32 [N, 3, S, S] pixels, already normalised: bypasses decoding and preprocessing')
+    .addOption(new Option('--device <device>', 'cpu, or cuda').default('cpu'))
+    .addOption(new Option('--threads <n>', 'CPU threads').argParser(positiveInt('--threads')))
+    .option('--no-figures', 'skip the figure')
+    .addHelpText(
+      'after',
+      '\nDefinition: P_t = mean over images of token t’s embedding, C = x − P. Mode n’s logit\n' +
+        'σ_n (x_i·u_n)(v_n·x_j) splits into CC + CP + PC + PP (query side first); the share of XY is\n' +
+        'Σ XY² / Σ of all four (sums over images and token pairs). Heads and layers sum the energies.\n' +
+        'Runs the images twice (means, then content). Vision transformers only; indices 0-based.\n' +
+        '\nExample:\n  qkscope position-content google/vit-base-patch16-224 ./val --out runs/pos\n' +
+        '  qkscope position-content facebook/dino-vits16 ./val --embedding residual --tokens patches --out runs/pos-res\n',
+    );
+  addModelOptions(cmd);
+  cmd.action(async (model: string, images: string[], flags: PcFlags) => {
+    const device = parseDevice(flags.device);
+    if (flags.pixels && images.length) throw new UserError(`--pixels ${flags.pixels}: give either --pixels or image files, not both`);
+    if (!flags.pixels && images.length === 0) throw new UserError('position-content: give at least 2 image files (or a folder), or --pixels X.npy');
+    const paths = flags.pixels ? [] : expandImagePaths(images);
+    const { spec, close } = await loadSpec(model, flags);
+    let source: PixelSource | undefined;
+    try {
+      if (spec.modality !== 'vision') {
+        throw new UserError(`${model}: position-content runs the model on images, so it needs a vision transformer (this is a ${spec.modality} model: ${spec.family}); use \`qkscope svd\` for its modes`);
+      }
+      const sel = flags.layers ?? 'all';
+      const layers = sel === 'all' ? undefined : sel;
+      if (flags.pixels) {
+        source = NpyPixels.open(flags.pixels, { channels: spec.channels, patchSize: spec.patchSize, imageSize: spec.imageSize });
+      } else {
+        const { pp, defaulted, options } = preprocessFor(spec);
+        if (defaulted) process.stderr.write(`qkscope: ${spec.modelId} has no preprocessing config; using resize to ${pp.crop.join('x')}, bilinear, mean/std 0.5\n`);
+        source = new ImageFiles(paths, pp, options);
+      }
+      const r = await runPositionContent(spec, source, {
+        embedding: flags.embedding as 'ln' | 'residual',
+        tokens: flags.tokens as 'all' | 'patches',
+        layers,
+        batch: flags.batch,
+        device,
+        threads: flags.threads,
+      });
+      const files = await writePositionContentReport(spec, r, { outDir: flags.out, figures: flags.figures, manifest: { input: model, argv: process.argv.slice(2) } });
+      process.stdout.write(`${spec.modelId}: position/content shares of ${r.layers.length} layer${r.layers.length === 1 ? '' : 's'} over ${r.images} images; wrote ${files.join(', ')} to ${flags.out}\n`);
+    } finally {
+      source?.close();
+      await close();
+    }
+  });
+  return cmd;
+}
