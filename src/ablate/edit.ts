@@ -19,7 +19,7 @@ import type { FloatArray } from '../checkpoint/types.js';
  * head's rows projected off span{u_n : n ∈ modes}.
  */
 export function ablateQueryWeight(wq: ArrayLike<number>, head: number, dh: number, d: number, U: ArrayLike<number>, modes: readonly number[]): Float32Array {
-  const out = Float32Array.from(wq as ArrayLike<number>);
+  const out = wq instanceof Float32Array || wq instanceof Float64Array ? new Float32Array(wq) : Float32Array.from(wq);
   const row = new Float64Array(d);
   for (let r = head * dh; r < (head + 1) * dh; r++) {
     for (let i = 0; i < d; i++) row[i] = wq[r * d + i];

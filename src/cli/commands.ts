@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { svdCommand } from './svd.js';
 import { compareCommand } from './compare.js';
 import { embedCommand } from './embed.js';
+import { serveCommand } from './serve.js';
 
 /** Every sub-command, one factory per file. Add new commands here. */
-export const commands: Array<() => Command> = [svdCommand, compareCommand, embedCommand];
+export const commands: Array<() => Command> = [svdCommand, compareCommand, embedCommand, serveCommand];

@@ -78,6 +78,7 @@ export function scanCommand(): Command {
         listing,
         inputs: images,
         modelInput: existsSync(model) ? resolve(model) : model, // figures reload the model from here
+        modelOptions: { revision: flags.revision, part: flags.part, numHeads: flags.numHeads },
         topK: flags.top,
         layers,
         batch: flags.batch,

@@ -62,6 +62,8 @@ export interface ScanOptions {
   inputs: string[];
   /** What the user passed as <model>. */
   modelInput: string;
+  /** Model flags needed to open it again (figures): revision, part, numHeads. */
+  modelOptions?: { revision?: string; part?: string; numHeads?: number };
   topK?: number;
   /** Scanned layers (0-based); default all. */
   layers?: number[];
@@ -201,7 +203,7 @@ async function createRun(spec: VitSpec, o: ScanOptions, s: SetupInfo, weightsSha
         schema_version: SCAN_SCHEMA_VERSION,
         tool_version: VERSION,
         created: new Date().toISOString(),
-        model: { id: spec.modelId, input: o.modelInput, family: spec.family, layers: L, heads: H, width: d, head_dim: dh },
+        model: { id: spec.modelId, input: o.modelInput, options: o.modelOptions ?? {}, family: spec.family, layers: L, heads: H, width: d, head_dim: dh },
         layers: s.layers,
         embedding: s.embedding,
         top_k: s.topK,

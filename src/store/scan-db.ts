@@ -59,7 +59,7 @@ export interface ScanMeta {
   schema_version: number;
   tool_version: string;
   created: string;
-  model: { id: string; input: string; family: string; layers: number; heads: number; width: number; head_dim: number };
+  model: { id: string; input: string; options?: { revision?: string; part?: string; numHeads?: number }; family: string; layers: number; heads: number; width: number; head_dim: number };
   /** Scanned layers (0-based block indices). */
   layers: number[];
   embedding: 'ln' | 'residual';

@@ -140,3 +140,19 @@ test('text models are refused with a clear message', async () => {
     await close();
   }
 });
+
+for (const layout of ['timm-vit', 'hf-beit', 'hf-deit'] as const) {
+  test(`ablation runs on a ${layout} checkpoint: a zero-σ mode changes nothing, the top mode does`, async () => {
+    const P = plantHead(D, [30, 10, ...Array(DH - 2).fill(0)], [0.5, -0.5, ...Array(DH - 2).fill(0)], 8);
+    const dir = writeModel(join(root, layout), layout, makeLayoutWeights(layout, { d: D, heads: HEADS, layers: 2, patch: 4, image: IMG, seed: 5, planted: (l, h) => (l === 1 && h === 1 ? P : undefined) })).path;
+    const { spec, close } = await loadSpec(dir, {});
+    try {
+      const r = await runAblation(spec, new MemoryPixels(tinyPixels(3, IMG, IMG, 6), 3, [IMG, IMG]), { targets: [{ layer: 1, head: 1, modes: [0] }, { layer: 1, head: 1, modes: [9] }], threads: 1 });
+      assert.ok(r.effects[0].attention.mean_kl > 1e-3, `${layout}: ${r.effects[0].attention.mean_kl}`);
+      assert.ok(r.effects[1].attention.mean_abs_change < 1e-6, `${layout}: ${r.effects[1].attention.mean_abs_change}`);
+      assert.equal(r.effects[1].output.top1_agreement, 1);
+    } finally {
+      await close();
+    }
+  });
+}

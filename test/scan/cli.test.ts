@@ -45,8 +45,18 @@ async function run(args: string[], env: Record<string, string> = {}): Promise<Ra
   let stderr = '';
   const ow = process.stdout.write.bind(process.stdout);
   const ew = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((s: string | Uint8Array) => ((stdout += String(s)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string | Uint8Array) => ((stderr += String(s)), true)) as typeof process.stderr.write;
+  // Capture the command's text; pass binary chunks through (the test runner reports results
+  // to its parent as serialised buffers on stdout).
+  process.stdout.write = ((s: string | Uint8Array, ...rest: unknown[]) => {
+    if (typeof s !== 'string') return (ow as (...a: unknown[]) => boolean)(s, ...rest);
+    stdout += s;
+    return true;
+  }) as typeof process.stdout.write;
+  process.stderr.write = ((s: string | Uint8Array, ...rest: unknown[]) => {
+    if (typeof s !== 'string') return (ew as (...a: unknown[]) => boolean)(s, ...rest);
+    stderr += s;
+    return true;
+  }) as typeof process.stderr.write;
   try {
     const status = await runCli(args);
     return { status, stdout, stderr };
@@ -175,7 +185,7 @@ test('SIGINT finishes the batch in flight, exits 130, and --resume completes the
 test('shards (i/N, Slurm and Kubernetes indices) merged equal a single scan; merge checks its inputs', async () => {
   const ref = await single();
   const pattern = join(root, 'shards', 'part-{shard}');
-  assert.equal(await run(['scan', model, imgDir, '--out', pattern, '--top', '4', '--shard', '0/3']).status, 0);
+  assert.equal((await run(['scan', model, imgDir, '--out', pattern, '--top', '4', '--shard', '0/3'])).status, 0);
   let r = await run(['scan', model, imgDir, '--out', pattern, '--top', '4', '--shard', 'auto/3', '--batch', '4'], { SLURM_ARRAY_TASK_ID: '2', SLURM_ARRAY_TASK_MIN: '1' });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /\(shard 1\/3\)/);
@@ -199,7 +209,7 @@ test('shards (i/N, Slurm and Kubernetes indices) merged equal a single scan; mer
   assertUserError(await run(['merge', parts[0], ref, '--out', join(root, 'm2')]), /overlaps another input/);
   assertUserError(await run(['merge', parts[0], parts[1], parts[2], '--out', merged]), /already holds a run.db/);
   // A shard scanned with other settings cannot be merged.
-  assert.equal(await run(['scan', model, imgDir, '--out', join(root, 'other-k'), '--top', '3', '--shard', '2/3']).status, 0);
+  assert.equal((await run(['scan', model, imgDir, '--out', join(root, 'other-k'), '--top', '3', '--shard', '2/3'])).status, 0);
   assertUserError(await run(['merge', parts[0], parts[1], join(root, 'other-k'), '--out', join(root, 'm3')]), /differ in top_k/);
 });
 
