@@ -55,20 +55,28 @@ export interface AblateBench {
 export async function benchAblate(images = 100, modes = 64, batch = 8, threads?: number): Promise<AblateBench> {
   const spec = randomVitB16();
   const src = new RandomPixels(images);
-  // Baseline: a plain forward over the same images (pixels read outside the timer).
+  // Baseline: a plain forward over the same images (pixels read outside the timer), measured
+  // before and after the ablation job and averaged, so a change of machine load mid-run
+  // affects both sides alike.
   const rt = await VitRuntime.create(spec, { outputs: { logits: true }, threads });
   await rt.run(await src.read(0, 1), 1); // warm-up
-  let forwardS = 0;
-  for (let s = 0; s < images; s += batch) {
-    const n = Math.min(batch, images - s);
-    const px = await src.read(s, n);
-    const t0 = performance.now();
-    await rt.run(px, n);
-    forwardS += (performance.now() - t0) / 1000;
-  }
-  await rt.close();
+  const forward = async () => {
+    let t = 0;
+    for (let s = 0; s < images; s += batch) {
+      const n = Math.min(batch, images - s);
+      const px = await src.read(s, n);
+      const t0 = performance.now();
+      await rt.run(px, n);
+      t += (performance.now() - t0) / 1000;
+    }
+    return t;
+  };
+  const before = await forward();
   const targets = Array.from({ length: modes }, (_, n) => ({ layer: 5, head: 3, modes: [n] }));
   const r = await runAblation(spec, src, { targets, batch, threads });
+  const after = await forward();
+  await rt.close();
+  const forwardS = (before + after) / 2;
   return { images, modes, batch, forwardS, referenceS: r.timing.reference_s, perModeS: r.timing.per_target_s, ratio: r.timing.per_target_s / forwardS };
 }
 

@@ -193,7 +193,9 @@ export function contributionsCommand(): Command {
   addModelOptions(cmd);
   cmd.action(async (model: string, image: string, flags: ContributionsFlags) => {
     const device = parseDevice(flags.device);
-    const [path] = expandImagePaths([image]);
+    const paths = expandImagePaths([image]);
+    if (paths.length !== 1 || paths[0] !== image) throw new UserError(`${image}: give one image file, not a folder`);
+    const path = paths[0];
     const { spec, close } = await loadSpec(model, flags);
     try {
       if (process.stderr.isTTY) process.stderr.write(`contributions: running ${spec.modelId} on ${path}\n`);

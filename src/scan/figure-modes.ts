@@ -161,11 +161,11 @@ export async function modesFigureSvg(run: ScanRun, spec: VitSpec, o: ModesFigure
   const prog = run.db.prepare('SELECT done FROM progress').get() as { done: number };
   const svg = modesFigure({
     title: `${meta.model.id}: layer ${o.layer}, head ${o.head}`,
-    subtitle: `top images per mode by S = max Q × max K over ${prog.done} images (${meta.embedding === 'ln' ? 'LayerNorm output' : 'residual stream'}); − rows use (−u, −v); indices 0-based`,
+    subtitle: `top images by S = max Q × max K of ${prog.done} images · ${meta.embedding === 'ln' ? 'LayerNorm output' : 'residual stream'}${meta.status === 'complete' ? '' : ' · scan not complete'}`,
     rows,
     style: o.style,
     grid: [gr, gc],
-    note: `#rank and score S under each image; maps normalised per image (positive part / max)${meta.status === 'complete' ? '' : '; the scan is not complete'}`,
+    note: '− rows use (−u, −v) · indices 0-based · under each image: rank, score S · maps normalised per image (positive part / max)',
   });
   return { svg, tiles };
 }

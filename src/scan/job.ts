@@ -98,6 +98,8 @@ export interface ScanResult {
   /** Images processed in this session and their rate (images/s, forward loop only). */
   session: number;
   imagesPerSec: number;
+  /** Process CPU seconds (all threads) spent in this session's image loop. */
+  loopCpuSeconds: number;
   firstSkipped: { id: number; path: string; reason: string }[];
   routes: string[];
   /** Mode columns projected directly on 'fast' layers (ill-conditioned), excluding check columns. */
@@ -388,6 +390,7 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
     let skippedCount = prog0.skipped;
     let batches = prog0.batches;
     const sessionStart = performance.now();
+    const cpuStart = process.cpuUsage();
     let session = 0;
     const syncMs = (o.topkSyncSeconds ?? 120) * 1000;
     let lastSync = performance.now();
@@ -491,6 +494,7 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
       }
     }
     const seconds = (performance.now() - sessionStart) / 1000;
+    const cpu = process.cpuUsage(cpuStart);
     const left = (db.prepare("SELECT COUNT(*) AS c FROM images WHERE status = 'pending'").get() as { c: number }).c;
     const complete = left === 0;
     db.transaction(() => {
@@ -510,6 +514,7 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
       interrupted,
       session,
       imagesPerSec: seconds > 0 ? session / seconds : 0,
+      loopCpuSeconds: (cpu.user + cpu.system) / 1e6,
       firstSkipped,
       routes: plan.routes,
       fallbackColumns: fellBack,

@@ -1,6 +1,8 @@
 /** Shared fixtures for the scan tests: generated images, tar shards, database dumps. */
-import { createWriteStream, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
 import sharp from 'sharp';
 import tar from 'tar-stream';
 import Database from 'better-sqlite3';
@@ -33,7 +35,6 @@ export async function writeImage(path: string, seed: number, w = 16, h = 16, for
   mkdirSync(dirname(path), { recursive: true });
   const img = sharp(imagePixels(seed, w, h), { raw: { width: w, height: h, channels: 3 } });
   const buf = await (format === 'png' ? img.png() : format === 'jpeg' ? img.jpeg({ quality: 95 }) : img.webp({ lossless: true })).toBuffer();
-  const { writeFileSync } = await import('node:fs');
   writeFileSync(path, buf);
   return buf;
 }
@@ -75,5 +76,24 @@ export function dumpContent(dbPath: string): Record<string, unknown[]> {
     };
   } finally {
     db.close();
+  }
+}
+
+/**
+ * Golden-file check for this suite's figures (test/scan/golden/NAME, as test/report/golden.ts
+ * does for test/output/): written on first run or with QKSCOPE_UPDATE_GOLDEN=1, else compared.
+ */
+export function assertScanGolden(name: string, actual: string): void {
+  const here = dirname(fileURLToPath(import.meta.url)); // dist/test/scan
+  const path = join(here, '..', '..', '..', 'test', 'scan', 'golden', name);
+  if (process.env.QKSCOPE_UPDATE_GOLDEN === '1' || !existsSync(path)) {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, actual);
+    return;
+  }
+  const expected = readFileSync(path, 'utf8');
+  if (actual !== expected) {
+    const at = [...actual].findIndex((c, i) => c !== expected[i]);
+    assert.fail(`${name} differs from ${path} at character ${at}; rerun with QKSCOPE_UPDATE_GOLDEN=1 if the change is intended`);
   }
 }

@@ -121,6 +121,12 @@ export function modesFigure(input: ModesFigureInput): string {
     fig.raw(svgText(margin, y + 8, input.note, { size: 9, fill: '#555' }));
     y += 16;
   }
-  const width = Math.max(margin * 2 + labelW + maxTiles * perImage + (maxTiles - 1) * gap, lx + margin, textWidth(input.title, 16, true) + 2 * margin);
+  const width = Math.max(
+    margin * 2 + labelW + maxTiles * perImage + (maxTiles - 1) * gap,
+    lx + margin,
+    textWidth(input.title, 16, true) + 2 * margin,
+    input.subtitle ? textWidth(input.subtitle, 12) + 2 * margin : 0,
+    input.note ? textWidth(input.note, 9) + 2 * margin : 0,
+  );
   return fig.toSvg(width, y + margin - rowGap);
 }

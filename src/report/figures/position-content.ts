@@ -26,17 +26,17 @@ function panel(rows: ShareRow[], title: string, legend: boolean) {
   const data = rows.flatMap((r) => (r.shares ? r.shares.map((v, p) => ({ label: r.label, part: PARTS[p], value: v })) : []));
   return plotPanel({
     width: 380,
-    height: Math.max(120, 12 * rows.length + (legend ? 80 : 50)),
+    height: Math.max(120, 12 * rows.length + (legend ? 130 : 50)),
     marginLeft: 64,
     marginRight: 16,
-    marginBottom: legend ? 70 : 36,
-    x: { domain: [0, 1], label: title, grid: true },
+    marginBottom: legend ? 110 : 36,
+    x: { domain: [0, 1], label: title, grid: true, labelOffset: 32 },
     y: { domain: rows.map((r) => r.label), label: null },
     color: { domain: PARTS, range: COLORS },
     marks: [
       Plot.barX(data, Plot.stackX({ x: 'value', y: 'label', fill: 'part', order: PARTS })),
       ...(legend
-        ? PARTS.map((p, i) => Plot.text([p], { frameAnchor: 'bottom-left', dy: 36 + 12 * i, dx: -56, text: (d: string) => `■ ${d} (${['CC', 'CP', 'PC', 'PP'][i]})`, fill: COLORS[i], textAnchor: 'start' }))
+        ? PARTS.map((p, i) => Plot.text([p], { frameAnchor: 'bottom-left', dy: 48 + 14 * i, dx: -56, text: (d: string) => `■ ${d} (${['CC', 'CP', 'PC', 'PP'][i]})`, fill: COLORS[i], textAnchor: 'start' }))
         : []),
     ],
   });
