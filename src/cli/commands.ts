@@ -7,6 +7,8 @@ import { contributionsCommand } from './contributions.js';
 import { anisotropyCommand } from './anisotropy.js';
 import { objectsCommand } from './objects.js';
 import { pairingCommand } from './pairing.js';
+import { ablateCommand } from './ablate.js';
+import { positionContentCommand } from './position-content.js';
 
 /** Every sub-command, one factory per file. Add new commands here. */
 export const commands: Array<() => Command> = [
@@ -18,4 +20,6 @@ export const commands: Array<() => Command> = [
   anisotropyCommand,
   objectsCommand,
   pairingCommand,
+  ablateCommand,
+  positionContentCommand,
 ];

@@ -161,13 +161,17 @@ export function headCoefficients(W: Float32Array, vecs: Float32Array, dh: number
       for (let k = i + 1; k < dh; k++) s -= L[k * dh + i] * x[k];
       x[i] = s / L[i * dh + i];
     }
-    // Residual ‖Wᵀ a − w‖ and the amplification ‖a‖·‖W‖₂.
+    // Residual ‖Wᵀ a − w‖ (accumulated row by row: contiguous) and the amplification ‖a‖·‖W‖₂.
+    const r = new Float64Array(d);
+    for (let i = 0; i < dh; i++) {
+      const xi = x[i];
+      const off = i * d;
+      for (let c = 0; c < d; c++) r[c] += W[off + c] * xi;
+    }
     let res = 0;
     let wn = 0;
     for (let c = 0; c < d; c++) {
-      let s = 0;
-      for (let i = 0; i < dh; i++) s += W[i * d + c] * x[i];
-      res += (s - w[c]) ** 2;
+      res += (r[c] - w[c]) ** 2;
       wn += w[c] * w[c];
     }
     let an = 0;

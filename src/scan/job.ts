@@ -431,8 +431,9 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
               for (let k = 0; k < NSTATS; k++) S[dst + k] = F[src + k];
             }
           }
-          for (let k = base; k < base + R * NSTATS; k++) {
-            if (!Number.isFinite(S[k])) {
+          // A NaN or infinity anywhere in a column shows in its mean (and max/min).
+          for (let k = base; k < base + R * NSTATS; k += NSTATS) {
+            if (!Number.isFinite(S[k + STAT.mean]) || !Number.isFinite(S[k + STAT.max]) || !Number.isFinite(S[k + STAT.min])) {
               nonFiniteIds.add(img.id);
               return;
             }

@@ -13,9 +13,10 @@ export interface LayerCurve {
 /**
  * One model's curve for the compare figure: per layer, the mean over heads of the head score.
  * Its chance band: the layer mean is Σ_h Σ_n (w_hn / H) c_hn with independent random c, so the
- * same weighted-sum band applies with the concatenated weights divided by H.
+ * same weighted-sum band applies with the concatenated weights divided by H. With a per-layer
+ * anisotropy `baseline`, values and band are relative cosines (METHOD.md §3).
  */
-export function layerCurve(s: SvdSummary, statistic: 'weighted' | 'plain'): LayerCurve {
+export function layerCurve(s: SvdSummary, statistic: 'weighted' | 'plain', baseline?: number[]): LayerCurve {
   const d = s.dims.width;
   const lo: number[] = [];
   const hi: number[] = [];
@@ -27,14 +28,16 @@ export function layerCurve(s: SvdSummary, statistic: 'weighted' | 'plain'): Laye
       for (const sg of h.sigma) w.push(statistic === 'plain' || sum === 0 ? 1 / h.sigma.length / H : sg / sum / H);
     }
     const b: Band = weightedMeanBand(d, w, 0.95);
-    lo.push(b.lo);
-    hi.push(b.hi);
+    // Relative curves: the chance band moves with the baseline (cosine − anisotropy).
+    const shift = baseline ? baseline[l.layer] : 0;
+    lo.push(b.lo - shift);
+    hi.push(b.hi - shift);
   }
   return {
     label: s.model.id,
     d,
     depth: s.layers.map((l) => l.depth),
-    value: s.layers.map((l) => (statistic === 'plain' ? l.mean_plain_cosine : l.mean_weighted_cosine)),
+    value: s.layers.map((l) => (statistic === 'plain' ? l.mean_plain_cosine : l.mean_weighted_cosine) - (baseline ? baseline[l.layer] : 0)),
     band95: { lo, hi },
   };
 }

@@ -161,3 +161,23 @@ test('compare: run directories and a model on the spot, one curve each', () => {
   const bad = run(['compare', ra, '--out', join(tempDir(), 'x.gif')]);
   assertUserError(bad, /\.svg or \.png/);
 });
+
+test('compare --relative subtracts each layer\'s anisotropy baseline from RUN/anisotropy.json', () => {
+  const P = planted();
+  const a = writePlanted('timm-vit', P);
+  const ra = join(tempDir(), 'ra');
+  assert.equal(run(['svd', a.path, '--out', ra, '--no-figures']).status, 0);
+  const fig = join(tempDir(), 'rel.svg');
+  assertUserError(run(['compare', ra, '--relative', '--out', fig]), /anisotropy\.json/);
+  writeFileSync(join(ra, 'anisotropy.json'), JSON.stringify({ layers: [{ layer: 0, anisotropy: 0.25 }, { layer: 1, anisotropy: -0.1 }] }));
+  const abs = join(tempDir(), 'abs.svg');
+  assert.equal(run(['compare', ra, '--out', abs]).status, 0);
+  const r = run(['compare', ra, '--relative', '--out', fig]);
+  assert.equal(r.status, 0, r.stderr);
+  const A = JSON.parse(readFileSync(abs.replace(/\.svg$/, '.json'), 'utf8')).curves[0];
+  const R = JSON.parse(readFileSync(fig.replace(/\.svg$/, '.json'), 'utf8')).curves[0];
+  assert.ok(Math.abs(R.value[0] - (A.value[0] - 0.25)) < 1e-12);
+  assert.ok(Math.abs(R.value[1] - (A.value[1] + 0.1)) < 1e-12);
+  assert.ok(Math.abs(R.band95.lo[0] - (A.band95.lo[0] - 0.25)) < 1e-12);
+  assertUserError(run(['compare', a.path, '--relative', '--out', fig]), /run directory/);
+});

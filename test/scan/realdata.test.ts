@@ -1,0 +1,68 @@
+// Real-data check (runs where ../shared holds the real ViT-Tiny and ImageNet photos, skipped
+// elsewhere): on trained weights, where some heads are ill-conditioned enough that modes go the
+// direct route, the scan's lists equal a brute-force ranking of `embed` output.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { HAVE_SHARED, REAL_IMAGES, REAL_VIT_TINY } from '../helpers/paths.js';
+import { loadSpec } from '../../src/cli/model-options.js';
+import { listImages } from '../../src/scan/sources.js';
+import { runScan } from '../../src/scan/job.js';
+import { runEmbedJob } from '../../src/runtime/embed-job.js';
+import { ImageFiles } from '../../src/images/pixels.js';
+import { preprocessFor } from '../../src/images/preprocess.js';
+import { readNpy } from '../../src/report/npy.js';
+import { bruteList } from './brute.js';
+
+const skip = HAVE_SHARED ? false : 'needs ../shared (real ViT-Tiny and ImageNet sample)';
+
+test('real ViT-Tiny on ImageNet photos: scan lists equal brute force (layers 0, 6, 11)', { skip }, async () => {
+  const root = mkdtempSync(join(tmpdir(), 'qkscope-scan-real-'));
+  try {
+    const files = readdirSync(REAL_IMAGES)
+      .filter((f) => f.endsWith('.JPEG'))
+      .sort()
+      .filter((_, i) => i % 25 === 0)
+      .map((f) => join(REAL_IMAGES, f)); // 20 photos
+    const listing = await listImages(files);
+    const layers = [0, 6, 11];
+    const { spec, close } = await loadSpec(REAL_VIT_TINY, {});
+    try {
+      const out = join(root, 'run');
+      const r = await runScan(spec, { outDir: out, listing, inputs: files, modelInput: REAL_VIT_TINY, topK: 3, layers, batch: 10 });
+      assert.deepEqual(r.routes, ['fast', 'fast', 'fast']);
+      const { pp, options } = preprocessFor(spec);
+      await runEmbedJob(spec, new ImageFiles(files, pp, options), { outDir: join(root, 'emb'), layers, batch: 10 });
+      const ln = readNpy(join(root, 'emb', 'ln.npy'));
+      const U = readNpy(join(out, 'U.npy'));
+      const V = readNpy(join(out, 'V.npy'));
+      const db = new Database(join(out, 'run.db'), { readonly: true });
+      const get = db.prepare('SELECT image_id, score FROM topk WHERE layer = ? AND head = ? AND mode = ? AND sign = ? ORDER BY rank');
+      const ids = files.map((_, i) => i);
+      let checked = 0;
+      for (const [li, l] of layers.entries())
+        for (let h = 0; h < spec.heads; h++)
+          for (let n = 0; n < spec.headDim; n += 3)
+            for (const sign of [1, -1] as const) {
+              const brute = bruteList(ln, U, V, { li, layer: l, head: h, mode: n, sign, patchStart: 1, ids });
+              const byId = new Map(brute.map((b) => [b.id, b.score]));
+              const got = get.all(l, h, n, sign) as { image_id: number; score: number }[];
+              got.forEach((g, rank) => {
+                const tol = 1e-4 * Math.max(1, Math.abs(brute[rank].score));
+                assert.ok(Math.abs(byId.get(g.image_id)! - brute[rank].score) <= tol, `L${l} H${h} M${n} ${sign} rank ${rank}`);
+                assert.ok(Math.abs(g.score - byId.get(g.image_id)!) <= tol, `L${l} H${h} M${n} ${sign} rank ${rank} score ${g.score} vs ${byId.get(g.image_id)}`);
+                checked++;
+              });
+            }
+      db.close();
+      assert.ok(checked > 600);
+    } finally {
+      await close();
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
