@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { benchSvd } from './svd.js';
 import { benchEmbed } from './embed.js';
+import { benchAblate } from './ablate.js';
 
 const only = process.argv[2]; // e.g. `npm run bench -- svd`
 const results: Record<string, unknown> = { machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version } };
@@ -30,6 +31,17 @@ if (!only || only === 'embed') {
     'peak RSS MB (target < 2000)': r.peakRssMB.toFixed(0),
   });
   results.embed = r;
+}
+
+if (!only || only === 'ablate') {
+  // The issue's full setting (all 64 modes x 100 images) is ~25 min of forwards on 2 cores;
+  // QKSCOPE_BENCH_FULL=1 runs it. The ratio is per mode, so fewer modes/images measure the same.
+  const full = process.env.QKSCOPE_BENCH_FULL === '1';
+  const [images, modes] = full ? [100, 64] : [16, 6];
+  console.log(`== ablate: ViT-B/16 (random), one head, ${modes} modes x ${images} images; time per mode / one forward pass ==`);
+  const r = await benchAblate(images, modes, 8);
+  console.table({ images: r.images, modes: r.modes, 'forward s': r.forwardS.toFixed(2), 'per mode s': r.perModeS.toFixed(2), 'ratio (target <= 1.2)': r.ratio.toFixed(2) });
+  results.ablate = r;
 }
 
 writeFileSync('bench-results.json', JSON.stringify(results, null, 1) + '\n');

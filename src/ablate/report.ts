@@ -1,5 +1,5 @@
 /** Writes an ablation run: ablate.json, ablate.csv and (for sweeps) ablate.svg/.png. */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { VitSpec } from '../arch/spec.js';
 import { toCsv } from '../report/csv.js';
@@ -7,6 +7,7 @@ import { ablateFigure } from '../report/figures/ablate.js';
 import { writeFigure } from '../report/svd-figures.js';
 import { VERSION } from '../version.js';
 import type { AblateJobResult, AblationEffect } from './job.js';
+import { ensureDir } from '../store/ensure-dir.js';
 
 export const ABLATE_DEFINITIONS = {
   edit: 'W_q,h ← W_q,h (I − Σ_{n∈S} u_n u_nᵀ) on the head’s d_h query rows (exact; M′ = M − Σ_{n∈S} σ_n u_n v_nᵀ)',
@@ -39,7 +40,7 @@ export interface AblateReportOptions {
 }
 
 export async function writeAblationReport(spec: VitSpec, r: AblateJobResult, o: AblateReportOptions): Promise<string[]> {
-  mkdirSync(o.outDir, { recursive: true });
+  ensureDir(o.outDir);
   const ranked = r.effects.map((e, i) => ({ i, s: effectSize(e) })).sort((a, b) => b.s - a.s || a.i - b.i);
   const rank = new Array<number>(r.effects.length);
   ranked.forEach((x, k) => (rank[x.i] = k + 1));

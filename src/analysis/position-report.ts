@@ -1,5 +1,5 @@
 /** Writes a position-content run: position_content.json, shares.npy, heads.csv, figure. */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { VitSpec } from '../arch/spec.js';
 import { toCsv } from '../report/csv.js';
@@ -8,6 +8,7 @@ import { positionContentFigure } from '../report/figures/position-content.js';
 import { writeFigure } from '../report/svd-figures.js';
 import { VERSION } from '../version.js';
 import type { PositionContentResult } from './position-content-job.js';
+import { ensureDir } from '../store/ensure-dir.js';
 
 export const PC_DEFINITION = {
   position: 'P_t = mean over the images of the embedding x_{m,t} of token t (per layer)',
@@ -20,7 +21,7 @@ export const PC_DEFINITION = {
 };
 
 export async function writePositionContentReport(spec: VitSpec, r: PositionContentResult, o: { outDir: string; figures: boolean; manifest?: Record<string, unknown> }): Promise<string[]> {
-  mkdirSync(o.outDir, { recursive: true });
+  ensureDir(o.outDir);
   const H = spec.heads;
   const dh = spec.headDim;
   const L = r.layers.length;

@@ -11,13 +11,14 @@
  * needs the paths-info API, names snapshots after the file's last commit instead of the
  * revision's commit, and never writes refs/, so Python would not find its files.
  */
-import { createWriteStream, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, copyFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, lstatSync, readFileSync, readdirSync, renameSync, copyFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { UserError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { ensureDir } from '../store/ensure-dir.js';
 
 export interface HubOptions {
   /** Use only the cache (also HF_HUB_OFFLINE=1). */
@@ -223,7 +224,7 @@ async function download(ctx: Ctx, revision: string): Promise<HubSnapshot> {
 
 function writeRef(ctx: Ctx, revision: string, commit: string): void {
   const ref = join(ctx.repoDir, 'refs', revision);
-  mkdirSync(dirname(ref), { recursive: true });
+  ensureDir(dirname(ref));
   writeFileSync(ref, commit);
 }
 
@@ -273,7 +274,7 @@ async function fetchToCache(ctx: Ctx, file: string, revision: string): Promise<{
   if (res.status === 404 && (code === 'EntryNotFound' || !code)) {
     if (commit) {
       const marker = join(ctx.repoDir, '.no_exist', commit, file);
-      mkdirSync(dirname(marker), { recursive: true });
+      ensureDir(dirname(marker));
       writeFileSync(marker, '');
     }
     return { path: null, commit };
@@ -299,7 +300,7 @@ async function fetchToCache(ctx: Ctx, file: string, revision: string): Promise<{
 
 /** Streams into `<blob>.incomplete`, renamed only when complete: an interrupted run never leaves a bad blob. */
 async function downloadBlob(ctx: Ctx, url: string, blob: string, file: string, size: number): Promise<void> {
-  mkdirSync(dirname(blob), { recursive: true });
+  ensureDir(dirname(blob));
   const res = await request(ctx, url, { headers: headers(ctx, url) });
   if (!res.ok || !res.body) throw new UserError(`${ctx.repoId}: downloading ${file} failed (HTTP ${res.status}); try again`);
   const tmp = `${blob}.incomplete`;
@@ -331,7 +332,7 @@ async function downloadBlob(ctx: Ctx, url: string, blob: string, file: string, s
 }
 
 function link(blob: string, pointer: string): void {
-  mkdirSync(dirname(pointer), { recursive: true });
+  ensureDir(dirname(pointer));
   try {
     if (lstatSync(pointer, { throwIfNoEntry: false })) unlinkSync(pointer); // a dangling link
     symlinkSync(relative(dirname(pointer), blob), pointer);

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
@@ -18,6 +18,7 @@ import { writeFigure } from '../report/svd-figures.js';
 import { toCsv } from '../report/csv.js';
 import { VERSION } from '../version.js';
 import type { VitSpec } from '../arch/spec.js';
+import { ensureDir } from '../store/ensure-dir.js';
 
 interface AnisotropyFlags extends ModelFlags {
   out?: string;
@@ -88,7 +89,7 @@ export async function runAnisotropy(
   const baseline = new Map(layers.map((l, li) => [l, { value: sums.value(li), n: sums.n[li] }]));
   const cosines = opts.cosines ?? (await runSvd(spec, { threads: opts.threads, input: opts.input })).layers;
   const curves = relativeCurves(cosines, baseline, spec.blocks.length);
-  mkdirSync(opts.outDir, { recursive: true });
+  ensureDir(opts.outDir);
   const file = join(opts.outDir, 'anisotropy.json');
   writeFileSync(
     file,

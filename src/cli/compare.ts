@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { existsSync, statSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { dirname, extname, join } from 'node:path';
 import { addModelOptions, loadSpec, positiveInt, type ModelFlags } from './model-options.js';
 import { readSvdSummary, runSvd, type SvdSummary } from '../store/svd-run.js';
@@ -7,6 +7,7 @@ import { layerCurve } from '../store/compare-data.js';
 import { compareFigure } from '../report/figures/compare.js';
 import { svgToPng } from '../report/plot.js';
 import { UserError } from '../errors.js';
+import { ensureDir } from '../store/ensure-dir.js';
 
 interface CompareFlags extends ModelFlags {
   out: string;
@@ -60,7 +61,7 @@ export function compareCommand(): Command {
       curves: curves.map((c) => ({ label: c.label, depth: c.depth, value: c.value, band: c.band95 })),
       yLabel: flags.plain ? 'mean cosine (layer mean)' : undefined,
     });
-    mkdirSync(dirname(flags.out) || '.', { recursive: true });
+    ensureDir(dirname(flags.out) || '.');
     const base = flags.out.slice(0, -ext.length);
     writeFileSync(`${base}.svg`, svg);
     writeFileSync(`${base}.png`, await svgToPng(svg));

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { addModelOptions, loadSpec, positiveInt, type ModelFlags } from './model-options.js';
@@ -15,6 +15,7 @@ import { writeFigure } from '../report/svd-figures.js';
 import { contributionsFigure } from '../report/figures/contributions.js';
 import { VERSION } from '../version.js';
 import type { VitSpec } from '../arch/spec.js';
+import { ensureDir } from '../store/ensure-dir.js';
 
 interface ContributionsFlags extends ModelFlags {
   out: string;
@@ -96,7 +97,7 @@ export async function runContributions(
     rows,
     modelScores: scores,
   });
-  mkdirSync(opts.outDir, { recursive: true });
+  ensureDir(opts.outDir);
   const nm = modes.sigma.length;
   const P = layout.patches, ps = layout.patchStart;
   const patchMaps = (M: Float64Array) => {

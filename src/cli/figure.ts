@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { dirname, extname } from 'node:path';
 import { addModelOptions, loadSpec, positiveInt, type ModelFlags } from './model-options.js';
 import { UserError } from '../errors.js';
@@ -7,6 +7,7 @@ import { parseDevice } from '../runtime/device.js';
 import { svgToPng } from '../report/plot.js';
 import { modesFigureSvg } from '../scan/figure-modes.js';
 import { openRun, parseSign } from '../scan/run-dir.js';
+import { ensureDir } from '../store/ensure-dir.js';
 
 interface ModesFlags extends ModelFlags {
   layer: number;
@@ -88,7 +89,7 @@ function modesCommand(): Command {
           threads: flags.threads,
           warn: (msg) => process.stderr.write(`qkscope: warning: ${msg}\n`),
         });
-        mkdirSync(dirname(flags.out), { recursive: true });
+        ensureDir(dirname(flags.out));
         writeFileSync(flags.out, ext === '.svg' ? svg : await svgToPng(svg));
         process.stdout.write(`L${flags.layer} H${flags.head}: ${modes.length} mode${modes.length === 1 ? '' : 's'}, ${tiles} images; wrote ${flags.out}\n`);
       } finally {

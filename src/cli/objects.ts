@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
@@ -16,6 +16,7 @@ import { writeFigure } from '../report/svd-figures.js';
 import { toCsv } from '../report/csv.js';
 import { VERSION } from '../version.js';
 import type { VitSpec } from '../arch/spec.js';
+import { ensureDir } from '../store/ensure-dir.js';
 
 interface ObjectsFlags extends ModelFlags {
   out: string;
@@ -119,7 +120,7 @@ export async function runObjects(
       heads,
     });
   }
-  mkdirSync(opts.outDir, { recursive: true });
+  ensureDir(opts.outDir);
   writeFileSync(
     join(opts.outDir, 'objects.json'),
     JSON.stringify(

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
@@ -17,6 +17,7 @@ import { toCsv } from '../report/csv.js';
 import { VERSION } from '../version.js';
 import type { VitSpec } from '../arch/spec.js';
 import type Database from 'better-sqlite3';
+import { ensureDir } from '../store/ensure-dir.js';
 
 interface PairingFlags extends ModelFlags {
   out: string;
@@ -152,7 +153,7 @@ export async function runPairing(
   const modes = [...acc.values()].sort((a, b) => a.layer - b.layer || a.head - b.head || a.mode - b.mode);
   for (const m of modes) m.probability = m.images ? m.same / m.images : null;
   const curve = layerPairing(modes, layers, spec.blocks.length);
-  mkdirSync(opts.outDir, { recursive: true });
+  ensureDir(opts.outDir);
   writeFileSync(
     join(opts.outDir, 'pairing.json'),
     JSON.stringify(

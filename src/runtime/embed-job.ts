@@ -11,7 +11,7 @@
  *   images.json   input order and paths
  *   embed.json    manifest: tool version, model, options, shapes
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { VitSpec } from '../arch/spec.js';
 import { NpyStreamWriter } from '../report/npy.js';
@@ -21,6 +21,7 @@ import type { Device } from './device.js';
 import { tokensJson } from './tokens.js';
 import type { LayerSelection } from './vit-graph.js';
 import { VitRuntime } from './vit-runtime.js';
+import { ensureDir } from '../store/ensure-dir.js';
 
 export interface EmbedJobOptions {
   outDir: string;
@@ -56,7 +57,7 @@ export async function runEmbedJob(spec: VitSpec, source: PixelSource, opts: Embe
   });
   const writers: NpyStreamWriter[] = [];
   try {
-    mkdirSync(opts.outDir, { recursive: true });
+    ensureDir(opts.outDir);
     const N = source.count;
     const T = rt.layout.tokens;
     const d = spec.width;

@@ -4,7 +4,7 @@
  * scan's: images are the union, each top-k list is the top k of the union under the same total
  * order (score descending, then image id), the anisotropy sums are added exactly.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type Database from 'better-sqlite3';
 import { UserError } from '../errors.js';
@@ -14,6 +14,7 @@ import { anisotropyFrom } from './anisotropy.js';
 import { writeScanSummary } from './job.js';
 import { openRun, type ScanRun } from './run-dir.js';
 import { TopKLists } from './topk.js';
+import { ensureDir } from '../store/ensure-dir.js';
 
 export interface MergeResult {
   outDir: string;
@@ -70,7 +71,7 @@ export function mergeScans(inputs: string[], outDir: string): MergeResult {
     }
 
     // Output directory: the svd files of the first input, then run.db, summary.json last.
-    mkdirSync(out, { recursive: true });
+    ensureDir(out);
     for (const f of readdirSync(runs[0].dir)) {
       if (f.startsWith('run.db') || f === 'summary.json' || f.endsWith('.partial')) continue;
       const src = join(runs[0].dir, f);

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync, renameSync, existsSync, readFileSync } from 'node:fs';
+import { writeFileSync, renameSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { analyzeModel } from '../analysis/model-modes.js';
 import { chanceBands, weightedMeanBand } from '../analysis/chance.js';
@@ -8,6 +8,7 @@ import { UserError } from '../errors.js';
 import { NpyStreamWriter, writeNpy } from '../report/npy.js';
 import { toCsv } from '../report/csv.js';
 import { VERSION } from '../version.js';
+import { ensureDir } from './ensure-dir.js';
 
 /** Per-head statistics kept for summary.json (everything but the d-length vectors). */
 export interface HeadSummary {
@@ -93,11 +94,7 @@ export async function runSvd(spec: VitSpec, opts: SvdRunOptions = {}): Promise<S
   let uw: NpyStreamWriter | null = null;
   let vw: NpyStreamWriter | null = null;
   if (out) {
-    try {
-      mkdirSync(out, { recursive: true });
-    } catch (e) {
-      throw new UserError(`${out}: cannot create the output directory (${(e as NodeJS.ErrnoException).code}); choose another --out`);
-    }
+    ensureDir(out);
     if (existsSync(join(out, 'summary.json'))) {
       const prev = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { kind?: string };
       if (prev.kind !== 'svd') throw new UserError(`${out}: already holds a run of another kind; choose another --out`);
