@@ -21,7 +21,7 @@
  * Note: the official code's baseline drew positive uniform vectors and normalised with
  * `a2 = a1/norm(a2)`; that is not a chance level and is not reproduced here.
  */
-import betaQuantile from '@stdlib/stats-base-dists-beta-quantile';
+import { betaQuantile } from './beta.js';
 import type { Band, ChanceBands } from './types.js';
 
 function checkD(d: number): void {

@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../errors.js';
-import { commands } from './commands.js';
+import { commandsFor } from './commands.js';
 import { VERSION } from '../version.js';
 
 /** The `qkscope` entry point: one sub-command per file in src/cli/, registered in commands.ts. */
@@ -10,8 +10,8 @@ export async function main(argv: string[]): Promise<number> {
     .version(VERSION)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const make of commands) program.addCommand(make());
   try {
+    for (const make of await commandsFor(argv)) program.addCommand(make());
     await program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (e) {

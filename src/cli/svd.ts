@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { addModelOptions, loadSpec, positiveInt, type ModelFlags } from './model-options.js';
 import { runSvd } from '../store/svd-run.js';
-import { writeSvdFigures } from '../report/svd-figures.js';
+
 
 interface SvdFlags extends ModelFlags {
   out: string;
@@ -32,7 +32,8 @@ export function svdCommand(): Command {
         onLayer: tty ? (l, L) => process.stderr.write(`\rsvd: layer ${l + 1}/${L}`) : undefined,
       });
       if (tty) process.stderr.write('\n');
-      if (flags.figures) await writeSvdFigures(summary, flags.out);
+      // Loaded only when drawing: Plot, linkedom and sharp cost start-up time.
+      if (flags.figures) await (await import('../report/svd-figures.js')).writeSvdFigures(summary, flags.out);
       const first = summary.layers[0].mean_weighted_cosine;
       const last = summary.layers[summary.layers.length - 1].mean_weighted_cosine;
       process.stdout.write(

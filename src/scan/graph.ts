@@ -4,11 +4,14 @@
  *
  *   for each scanned layer l, on the patch tokens of the embedding x (LN output, or residual):
  *     Q_n(t) = x_t·u_n and K_n(t) = x_t·v_n for every head and mode      [N, 2·H·d_h, P]
- *     reduced over t: max, min, mean, argmax, argmin, the 5 largest values (descending) and the
- *     5 smallest (ascending); their means are taken in JS, in a fixed order, because
- *     onnxruntime's ReduceMean over them was seen to round differently with the batch size
- *   -> output `scan_stats` [N, L·2·H·d_h, 15]   (per layer: the H·d_h query columns (head-major,
- *      column h·d_h + n), then the key columns; stat order as STAT above)
+ *     reduced over t: the mean, and two TopK(5, sorted): the 5 largest values (descending;
+ *     the first is the max, its index the argmax, lowest index on ties) and the 5 smallest
+ *     (ascending: min, argmin). TopK gives max and argmax in the same pass (ArgMax/ReduceMax
+ *     would read the tensor again); the top-5 means are taken in JS in rank order, because
+ *     onnxruntime's ReduceMean over the TopK output was seen to round differently with the
+ *     batch size.
+ *   -> output `scan_stats` [N, L·2·H·d_h, 13]   (per layer: the H·d_h query columns (head-major,
+ *      column h·d_h + n), then the key columns; value order as STAT above)
  *   -> output `scan_centre` [N, L·d]: the centre patch's embedding (anisotropy baseline)
  *
  * Projection routes. 'direct': one MatMul of x [N, P, d] with [d, 2·H·d_h] (U and V columns).
@@ -27,9 +30,9 @@ import type { VitTensors } from '../runtime/vit-graph.js';
 export type Embedding = 'ln' | 'residual';
 
 /** Order of the reductions in the stats outputs. */
-export const STAT = { max: 0, min: 1, mean: 2, argmax: 3, argmin: 4, top: 5, bottom: 10 } as const;
-/** Values per column: 5 reductions + 5 largest + 5 smallest (fewer patches: padded with the last). */
-export const NSTATS = 15;
+export const STAT = { mean: 0, argmax: 1, argmin: 2, top: 3, bottom: 8, max: 3, min: 8 } as const;
+/** Values per column: mean, argmax, argmin, 5 largest (descending), 5 smallest (ascending); fewer patches: padded with the last. */
+export const NSTATS = 13;
 export const TOPN = 5;
 /** Above this error amplification a mode is projected directly. */
 export const MAX_AMPLIFICATION = 100;
@@ -200,6 +203,8 @@ export interface ScanGraphOptions {
   vectors: (layer: number, head: number) => HeadVectors;
   /** Force the direct route (tests, benchmarks). */
   directOnly?: boolean;
+  /** Check columns verifying the fast route (default true; off only for benchmarks). */
+  checks?: boolean;
 }
 
 /** Prepares the scan's graph extension (loads q/k weights for the fast route). */
@@ -274,23 +279,25 @@ export async function planScanGraph(spec: VitSpec, opts: ScanGraphOptions): Prom
     const K = Math.min(TOPN, P);
     const kConst = g.ints([K]);
     const stats = (x: string, tag: string): string => {
-      // x: [N, R, P] -> [N, R, 15]
-      const red = (op: string) => g.op(op, [x], { axes: [2], keepdims: 1 }, { name: `${tag}_${op.toLowerCase()}` });
-      const arg = (op: string) => g.op('Cast', [g.op(op, [x], { axis: 2, keepdims: 1 }, { name: `${tag}_${op.toLowerCase()}` })], { to: 1 });
-      let [top] = g.opN('TopK', [x, kConst], 2, { axis: 2, largest: 1, sorted: 1 }, { name: `${tag}_top` });
-      let [bot] = g.opN('TopK', [x, kConst], 2, { axis: 2, largest: 0, sorted: 1 }, { name: `${tag}_bottom` });
+      // x: [N, R, P] -> [N, R, 13]
+      let [top, topIdx] = g.opN('TopK', [x, kConst], 2, { axis: 2, largest: 1, sorted: 1 }, { name: `${tag}_top` });
+      let [bot, botIdx] = g.opN('TopK', [x, kConst], 2, { axis: 2, largest: 0, sorted: 1 }, { name: `${tag}_bottom` });
+      const first = (i: string) => g.op('Cast', [g.slice(i, 2, 0, 1)], { to: 1 });
+      const argmax = first(topIdx);
+      const argmin = first(botIdx);
       if (K < TOPN) {
         // Fewer than 5 patches: repeat the last value (the JS side averages the first K).
         const pad = (v: string) => g.op('Concat', [v, ...Array<string>(TOPN - K).fill(g.slice(v, 2, K - 1, K))], { axis: 2 });
         top = pad(top);
         bot = pad(bot);
       }
-      const parts = [red('ReduceMax'), red('ReduceMin'), red('ReduceMean'), arg('ArgMax'), arg('ArgMin'), top, bot];
-      return g.op('Concat', parts, { axis: 2 }, { name: `${tag}_stats` });
+      const mean = g.op('ReduceMean', [x], { axes: [2], keepdims: 1 }, { name: `${tag}_mean` });
+      return g.op('Concat', [mean, argmax, argmin, top, bot], { axis: 2 }, { name: `${tag}_stats` });
     };
     const direct = (emb: string, W: Float32Array, n: number, tag: string): string => {
-      const x = g.slice(emb, 1, ps, T, `${tag}_patches`);
-      const p = g.matmul(x, g.init(`${tag}_vectors`, [d, n], W), `${tag}_proj`); // [N, P, n]
+      const w = g.init(`${tag}_vectors`, [d, n], W);
+      // Slice the smaller of input and output to the patch tokens (a slice is a copy).
+      const p = n < d ? g.slice(g.matmul(emb, w, `${tag}_proj`), 1, ps, T, `${tag}_patches`) : g.matmul(g.slice(emb, 1, ps, T, `${tag}_patches`), w, `${tag}_proj`); // [N, P, n]
       return g.transpose(p, [0, 2, 1], `${tag}_projT`); // [N, n, P]
     };
     const layerStats: string[] = [];
@@ -318,7 +325,8 @@ export async function planScanGraph(spec: VitSpec, opts: ScanGraphOptions): Prom
         const cols: { side: 0 | 1; col: number; check: boolean }[] = [];
         const addCols = (sideIdx: 0 | 1, list: number[]) => {
           const set = new Set(list);
-          const check = [...Array(C).keys()].find((c) => !set.has(c));
+          // One check column per side, in the first fast layer (a change of conventions would show in every layer).
+          const check = opts.checks === false || plan.routes.filter((r) => r === 'fast').length > 1 ? undefined : [...Array(C).keys()].find((c) => !set.has(c));
           for (const c of list) cols.push({ side: sideIdx, col: c, check: false });
           if (check !== undefined) cols.push({ side: sideIdx, col: check, check: true });
         };

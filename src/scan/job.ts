@@ -421,10 +421,10 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
               const src = (i * Fc + j) * NSTATS;
               const dst = base + ((fc.li * 2 + fc.side) * C + fc.col) * NSTATS;
               if (fc.check) {
-                const scale = Math.max(Math.abs(F[src]), Math.abs(F[src + 1]), 1e-6);
-                if (!(Math.abs(S[dst] - F[src]) <= 1e-3 * scale && Math.abs(S[dst + STAT.min] - F[src + STAT.min]) <= 1e-3 * scale) && Number.isFinite(F[src])) {
+                const scale = Math.max(Math.abs(F[src + STAT.max]), Math.abs(F[src + STAT.min]), 1e-6);
+                if (!(Math.abs(S[dst + STAT.max] - F[src + STAT.max]) <= 1e-3 * scale && Math.abs(S[dst + STAT.min] - F[src + STAT.min]) <= 1e-3 * scale) && Number.isFinite(F[src + STAT.max])) {
                   throw new Error(
-                    `scan: the fast projection route disagrees with the direct projection (layer ${layers[fc.li]}, column ${fc.col}: ${S[dst]} vs ${F[src]}); the runtime graph's conventions changed? Rerun with the direct route.`,
+                    `scan: the fast projection route disagrees with the direct projection (layer ${layers[fc.li]}, column ${fc.col}: ${S[dst + STAT.max]} vs ${F[src + STAT.max]}); the runtime graph's conventions changed?`,
                   );
                 }
               }
@@ -451,8 +451,8 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
               const q = base + (li * 2 * C + c) * NSTATS;
               const k = base + ((li * 2 + 1) * C + c) * NSTATS;
               const hi = (li * C + c) * 2; // == idx.index(li, h, n, +1) with c = h·dh + n
-              const qmax = S[q];
-              const kmax = S[k];
+              const qmax = S[q + STAT.max];
+              const kmax = S[k + STAT.max];
               lists.offer(hi, qmax * kmax, id, qmax, kmax, S[q + STAT.argmax], S[k + STAT.argmax], S[q + STAT.mean], S[k + STAT.mean], mean5(q + STAT.top), mean5(k + STAT.top));
               const qneg = -S[q + STAT.min];
               const kneg = -S[k + STAT.min];
