@@ -100,6 +100,8 @@ export interface ScanResult {
   imagesPerSec: number;
   /** Process CPU seconds (all threads) spent in this session's image loop. */
   loopCpuSeconds: number;
+  /** Wall seconds of the loop spent waiting for decoded images, in the forward pass, updating the lists, committing. */
+  timing: { waitImages: number; forward: number; lists: number; commit: number };
   firstSkipped: { id: number; path: string; reason: string }[];
   routes: string[];
   /** Mode columns projected directly on 'fast' layers (ill-conditioned), excluding check columns. */
@@ -402,13 +404,23 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
     let next: Promise<Prepared> | null = chunks.length ? prepare(chunks[0]) : null;
     next?.catch(() => undefined);
     let interrupted = false;
+    const timing = { waitImages: 0, forward: 0, lists: 0, commit: 0 };
+    let tMark = performance.now();
+    const lap = (k: keyof typeof timing) => {
+      const now = performance.now();
+      timing[k] += (now - tMark) / 1000;
+      tMark = now;
+    };
     for (let bi = 0; bi < chunks.length; bi++) {
+      tMark = performance.now();
       const cur = await next!;
+      lap('waitImages');
       next = bi + 1 < chunks.length ? prepare(chunks[bi + 1]) : null;
       next?.catch(() => undefined);
       const nonFiniteIds = new Set<number>();
       if (cur.ok.length) {
         const r = await rt.run(cur.pixels, cur.ok.length);
+        lap('forward');
         const S = r.extra.scan_stats.data;
         const F = r.extra.scan_fallback?.data;
         const Cn = r.extra.scan_centre.data;
@@ -453,15 +465,22 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
               const hi = (li * C + c) * 2; // == idx.index(li, h, n, +1) with c = h·dh + n
               const qmax = S[q + STAT.max];
               const kmax = S[k + STAT.max];
-              lists.offer(hi, qmax * kmax, id, qmax, kmax, S[q + STAT.argmax], S[k + STAT.argmax], S[q + STAT.mean], S[k + STAT.mean], mean5(q + STAT.top), mean5(k + STAT.top));
+              const pos = qmax * kmax;
+              if (lists.wouldEnter(hi, pos, id)) {
+                lists.offer(hi, pos, id, qmax, kmax, S[q + STAT.argmax], S[k + STAT.argmax], S[q + STAT.mean], S[k + STAT.mean], mean5(q + STAT.top), mean5(k + STAT.top));
+              }
               const qneg = -S[q + STAT.min];
               const kneg = -S[k + STAT.min];
-              lists.offer(hi + 1, qneg * kneg, id, qneg, kneg, S[q + STAT.argmin], S[k + STAT.argmin], -S[q + STAT.mean], -S[k + STAT.mean], -mean5(q + STAT.bottom), -mean5(k + STAT.bottom));
+              const neg = qneg * kneg;
+              if (lists.wouldEnter(hi + 1, neg, id)) {
+                lists.offer(hi + 1, neg, id, qneg, kneg, S[q + STAT.argmin], S[k + STAT.argmin], -S[q + STAT.mean], -S[k + STAT.mean], -mean5(q + STAT.bottom), -mean5(k + STAT.bottom));
+              }
             }
             centre.add(li, Cn, (i * layers.length + li) * d);
           }
         });
       }
+      lap('lists');
       const now = performance.now();
       const syncTopk = now - lastSync >= syncMs;
       db.transaction(() => {
@@ -486,6 +505,7 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
         updProg.run(done, skippedCount, batches, prog0.elapsed_s + (performance.now() - sessionStart) / 1000, new Date().toISOString());
       })();
       if (syncTopk) lastSync = performance.now();
+      lap('commit');
       session += cur.ok.length + cur.skipped.length;
       o.onProgress?.({ processed: done + skippedCount, skipped: skippedCount, total: prog0.total, session, sessionSeconds: (performance.now() - sessionStart) / 1000 });
       if (o.batchDelayMs) await new Promise((r) => setTimeout(r, o.batchDelayMs));
@@ -516,6 +536,7 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
       session,
       imagesPerSec: seconds > 0 ? session / seconds : 0,
       loopCpuSeconds: (cpu.user + cpu.system) / 1e6,
+      timing,
       firstSkipped,
       routes: plan.routes,
       fallbackColumns: fellBack,

@@ -2,7 +2,7 @@
  * Images stored in Parquet files, as Hugging Face `datasets` writes them: an image column that
  * is a struct `{bytes: binary, path: string}` (the `Image` feature), or a plain binary column.
  * Rows are read one row group at a time (hyparquet fetches whole column chunks) and the last
- * group is kept, so a scan reading rows in order decodes each group once.
+ * two groups are kept, so a scan reading rows in order decodes each group once.
  */
 import { asyncBufferFromFile, parquetMetadataAsync, parquetRead, parquetSchema } from 'hyparquet';
 import type { AsyncBuffer, FileMetaData, SchemaTree } from 'hyparquet';
@@ -88,7 +88,8 @@ export interface ParquetImage {
 
 /** Reads image rows of one Parquet file, caching the last row group. */
 export class ParquetImages {
-  private cache: { group: number; rows: ParquetImage[] } | null = null;
+  /** The last two row groups read (promises, so concurrent reads of one group decode it once). */
+  private cache = new Map<number, Promise<ParquetImage[]>>();
   private starts: number[] = [];
   private constructor(
     readonly path: string,
@@ -122,36 +123,41 @@ export class ParquetImages {
   async read(row: number): Promise<ParquetImage> {
     if (!Number.isInteger(row) || row < 0 || row >= this.info.rows) throw new Error(`row ${row} out of range (0..${this.info.rows - 1})`);
     const g = this.groupOf(row);
-    if (!this.cache || this.cache.group !== g) {
-      const start = this.starts[g];
-      const end = start + this.info.groups[g];
-      const col = this.info.column;
-      let rows: Record<string, unknown>[] = [];
-      await parquetRead({
-        file: this.file,
-        metadata: this.metadata,
-        columns: [col.name],
-        rowStart: start,
-        rowEnd: end,
-        utf8: false,
-        rowFormat: 'object',
-        onComplete: (r: Record<string, unknown>[]) => {
-          rows = r;
-        },
-      });
-      const text = (v: unknown): string | null => (typeof v === 'string' ? v : v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : null);
-      this.cache = {
-        group: g,
-        rows: rows.map((r) => {
-          const v = r[col.name];
-          if (col.kind === 'binary') return { bytes: v instanceof Uint8Array ? v : null, name: null };
-          const o = v as { bytes?: unknown; path?: unknown } | null | undefined;
-          return { bytes: o && o.bytes instanceof Uint8Array ? o.bytes : null, name: o ? text(o.path) : null };
-        }),
-      };
+    let pending = this.cache.get(g);
+    if (!pending) {
+      pending = this.readGroup(g);
+      this.cache.set(g, pending);
+      if (this.cache.size > 2) this.cache.delete(this.cache.keys().next().value!);
     }
-    const r = this.cache.rows[row - this.starts[g]];
+    const rows = await pending;
+    const r = rows[row - this.starts[g]];
     if (!r) throw new Error(`row ${row} missing from row group ${g}`);
     return r;
+  }
+
+  private async readGroup(g: number): Promise<ParquetImage[]> {
+    const start = this.starts[g];
+    const end = start + this.info.groups[g];
+    const col = this.info.column;
+    let rows: Record<string, unknown>[] = [];
+    await parquetRead({
+      file: this.file,
+      metadata: this.metadata,
+      columns: [col.name],
+      rowStart: start,
+      rowEnd: end,
+      utf8: false,
+      rowFormat: 'object',
+      onComplete: (r: Record<string, unknown>[]) => {
+        rows = r;
+      },
+    });
+    const text = (v: unknown): string | null => (typeof v === 'string' ? v : v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : null);
+    return rows.map((r) => {
+      const v = r[col.name];
+      if (col.kind === 'binary') return { bytes: v instanceof Uint8Array ? v : null, name: null };
+      const o = v as { bytes?: unknown; path?: unknown } | null | undefined;
+      return { bytes: o && o.bytes instanceof Uint8Array ? o.bytes : null, name: o ? text(o.path) : null };
+    });
   }
 }

@@ -3,8 +3,8 @@
  * id, and a reader for their bytes.
  *
  * An argument is
- *   - a folder: walked recursively, depth first, the entries of every folder in code-point
- *     order of their names; image files (.jpg .jpeg .png .webp and the other extensions
+ *   - a folder: walked recursively, depth first, the entries of every folder sorted by name
+ *     (JavaScript string order); image files (.jpg .jpeg .png .webp and the other extensions
  *     `embed` reads), webdataset `.tar` shards and `.parquet` files are taken, hidden entries
  *     (names starting with '.') and everything else are ignored (and counted);
  *   - an image file;

@@ -51,6 +51,14 @@ export class TopKLists {
     this.dirty = [new Uint8Array(lists), new Uint8Array(lists)];
   }
 
+  /** Whether an image with this score and id would enter list `h` (cheap pre-check for `offer`). */
+  wouldEnter(h: number, score: number, id: number): boolean {
+    if (Number.isNaN(score)) return false;
+    if (this.count[h] < this.k) return true;
+    const last = h * this.k + this.k - 1;
+    return ranksBefore(score, id, this.score[last], this.id[last]);
+  }
+
   /** Offers one image to list `h`; returns whether it entered. NaN scores never enter. */
   offer(h: number, score: number, id: number, qmax: number, kmax: number, qToken: number, kToken: number, qMean: number, kMean: number, qTop5: number, kTop5: number): boolean {
     if (Number.isNaN(score)) return false;
@@ -130,8 +138,26 @@ export class TopKLists {
     this.dirty[consumer].fill(1);
   }
 
+  /** List `h` as a heap_state blob (see the module comment), straight from the arrays. */
   encode(h: number): Buffer {
-    return encodeEntries(this.entries(h));
+    const n = this.count[h];
+    const b = Buffer.allocUnsafe(n * ENTRY_BYTES);
+    for (let r = 0; r < n; r++) {
+      const at = h * this.k + r;
+      const o = r * ENTRY_BYTES;
+      const f = at * 6;
+      b.writeDoubleLE(this.score[at], o);
+      b.writeInt32LE(this.id[at], o + 8);
+      b.writeFloatLE(this.f32[f], o + 12);
+      b.writeFloatLE(this.f32[f + 1], o + 16);
+      b.writeInt32LE(this.tok[at * 2], o + 20);
+      b.writeInt32LE(this.tok[at * 2 + 1], o + 24);
+      b.writeFloatLE(this.f32[f + 2], o + 28);
+      b.writeFloatLE(this.f32[f + 3], o + 32);
+      b.writeFloatLE(this.f32[f + 4], o + 36);
+      b.writeFloatLE(this.f32[f + 5], o + 40);
+    }
+    return b;
   }
 
   /** Replaces list `h` with decoded entries (resume); does not mark it dirty. */
