@@ -5,6 +5,7 @@ import { cpus } from 'node:os';
 import { benchSvd } from './svd.js';
 import { benchEmbed } from './embed.js';
 import { benchAblate } from './ablate.js';
+import { benchScan } from './scan.js';
 
 const only = process.argv[2]; // e.g. `npm run bench -- svd`
 const results: Record<string, unknown> = { machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version } };
@@ -31,6 +32,16 @@ if (!only || only === 'embed') {
     'peak RSS MB (target < 2000)': r.peakRssMB.toFixed(0),
   });
   results.embed = r;
+}
+
+if (!only || only === 'scan') {
+  console.log('== scan: throughput vs forward-only on the same images and model (same run); peak RSS at 1000 vs 5000 images ==');
+  const r = await benchScan();
+  if (r.throughput)
+    console.table({ model: r.throughput.model, images: r.throughput.images, 'forward images/s': r.throughput.forwardImagesPerSec.toFixed(2), 'scan images/s': r.throughput.scanImagesPerSec.toFixed(2), 'ratio (target >= 0.9)': r.throughput.ratio.toFixed(2), 'ratio per CPU second': r.throughput.cpuRatio.toFixed(2) });
+  if (r.memory)
+    console.table({ model: r.memory.model, 'peak RSS MB @1000': r.memory.peakRssMB[0].toFixed(0), 'peak RSS MB @5000': r.memory.peakRssMB[1].toFixed(0), 'ratio (target <= 1.10)': r.memory.ratio.toFixed(3) });
+  results.scan = r;
 }
 
 if (!only || only === 'ablate') {
