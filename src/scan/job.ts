@@ -15,6 +15,7 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, renameSync, rm
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
+import sharp from 'sharp';
 import { loadWeight, type VitSpec } from '../arch/spec.js';
 import { UserError } from '../errors.js';
 import { preprocessFor, preprocessImage } from '../images/preprocess.js';
@@ -305,6 +306,8 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
     resumed = true;
     if (!existsSync(join(out, 'summary.json'))) throw new UserError(`${out}: run.db is there but summary.json is missing; the run directory is damaged, use another --out`);
   }
+  // Every image is decoded once: libvips' operation cache would only grow the resident memory.
+  sharp.cache(false);
   const db = openScanDb(dbPath);
   let rt: VitRuntime | null = null;
   const reader = new ImageReader({ imageColumn: o.imageColumn });
