@@ -118,8 +118,11 @@ export async function runSvd(spec: VitSpec, opts: SvdRunOptions = {}): Promise<S
     w.writeAt((l * H + h) * d * dh, colBuf);
   };
 
+  // Small models: one thread. A second one costs ~80 MB of fixed V8 memory and a start-up that
+  // a ViT-B's ~0.5 s of work does not win back; large models (ViT-L/H) use every core.
+  const qkBytes = L * 2 * d * H * dh * 4;
   await analyzeModel(spec, {
-    threads: opts.threads,
+    threads: opts.threads ?? (qkBytes < 128 * 2 ** 20 ? 1 : undefined),
     onLayer: (l: number, heads: HeadModes[]) => {
       const hs: HeadSummary[] = [];
       for (const m of heads) {
