@@ -189,6 +189,7 @@ async function rssChild(modelDir: string, list: string, out: string): Promise<vo
   try {
     const listing = await listImages([list]);
     const r = await runScan(spec, { outDir: out, listing, inputs: [list], modelInput: modelDir, batch: 32 });
+    (globalThis as { gc?: () => void }).gc?.();
     const m = process.memoryUsage();
     process.stdout.write(JSON.stringify({ images: r.done, imagesPerSec: r.imagesPerSec, maxRssKB: process.resourceUsage().maxRSS, rssMB: m.rss / 2 ** 20, heapUsedMB: m.heapUsed / 2 ** 20, heapTotalMB: m.heapTotal / 2 ** 20, externalMB: m.external / 2 ** 20 }) + '\n');
   } finally {

@@ -346,7 +346,8 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
     const [ih, iw] = rt.layout.imageSize;
     const per = 3 * ih * iw;
     const prepare = async (ids: number[]): Promise<Prepared> => {
-      const slots: (Float32Array | null)[] = new Array(ids.length).fill(null);
+      // Each image is preprocessed straight into its slot; failed slots are squeezed out.
+      const pixels = new Float32Array(ids.length * per);
       const ok: Prepared['ok'] = [];
       const skipped: Prepared['skipped'] = [];
       const results = await Promise.all(
@@ -365,9 +366,7 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
           const sha = sha256(bytes);
           try {
             const img = await decodeImageBytes(bytes);
-            const px = new Float32Array(per);
-            preprocessImage(img, pp, ppOpts, px, 0);
-            slots[i] = px;
+            preprocessImage(img, pp, ppOpts, pixels, i * per);
             return { id, bytes: bytes.length, sha, width: img.width, height: img.height, name };
           } catch (err) {
             if (err instanceof ImageDecodeError) return { id, bytes: bytes.length, sha, name, reason: err.message };
@@ -375,17 +374,16 @@ export async function runScan(spec: VitSpec, o: ScanOptions): Promise<ScanResult
           }
         }),
       );
-      const pixels = new Float32Array(results.filter((r) => !('reason' in r)).length * per);
       let j = 0;
       results.forEach((r, i) => {
         if ('reason' in r) skipped.push(r as Prepared['skipped'][number]);
         else {
-          pixels.set(slots[i]!, j * per);
+          if (j !== i) pixels.copyWithin(j * per, i * per, (i + 1) * per);
           ok.push(r as Prepared['ok'][number]);
           j++;
         }
       });
-      return { pixels, ok, skipped };
+      return { pixels: j === ids.length ? pixels : pixels.subarray(0, j * per), ok, skipped };
     };
 
     const updImg = db.prepare('UPDATE images SET bytes = ?, sha256 = ?, width = ?, height = ?, name = ?, status = ?, reason = ? WHERE id = ?');
