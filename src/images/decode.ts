@@ -24,19 +24,25 @@ export async function decodeImage(path: string): Promise<RgbImage> {
     if (e instanceof UserError) throw e;
     throw new UserError(`${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? e}); check the path`);
   }
-  let out: { data: Buffer; info: sharp.OutputInfo };
-  let cmyk = false;
   try {
-    // ignoreIcc: Pillow does not colour-manage either, so pixel values match HF's.
-    const img = sharp(path, { failOn: 'error', ignoreIcc: true, limitInputPixels: 1 << 30 });
-    cmyk = (await img.metadata()).space === 'cmyk';
-    const oriented = img.rotate(); // EXIF orientation
-    out = cmyk
-      ? await oriented.pipelineColourspace('cmyk').toColourspace('cmyk').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true })
-      : await oriented.toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    return await decodeWithSharp(path);
   } catch (e) {
     throw new UserError(`${path}: cannot read the image (${(e as Error).message.split('\n')[0]}); give a JPEG, PNG or WebP file`);
   }
+}
+
+/**
+ * The one decoding path for files and in-memory bytes (tar members, Parquet cells), so `embed`
+ * and `scan` see the same pixels. Throws sharp's error for unreadable input; callers word it.
+ */
+export async function decodeWithSharp(input: string | Uint8Array): Promise<RgbImage> {
+  // ignoreIcc: Pillow does not colour-manage either, so pixel values match HF's.
+  const img = sharp(input, { failOn: 'error', ignoreIcc: true, limitInputPixels: 1 << 30 });
+  const cmyk = (await img.metadata()).space === 'cmyk';
+  const oriented = img.rotate(); // EXIF orientation
+  const out = cmyk
+    ? await oriented.pipelineColourspace('cmyk').toColourspace('cmyk').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true })
+    : await oriented.toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   const { width, height, channels } = out.info;
   const src = new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.length);
   if (cmyk && channels >= 4) return { data: cmykToRgb(src, width * height, channels), width, height };
