@@ -10,10 +10,10 @@
  * the ratio is per mode, so it does not depend on how many modes are swept.)
  */
 import { pathToFileURL } from 'node:url';
-import type { PixelSource } from '../src/images/pixels.js';
 import { VitRuntime } from '../src/runtime/vit-runtime.js';
-import { runAblation } from '../src/ablate/job.js';
+import { runAblation } from '../src/jobs/ablate.js';
 import { randomVitB16 } from './embed.js';
+import { type PixelSource } from '../src/images/source.js';
 
 class RandomPixels implements PixelSource {
   readonly channels = 3;

@@ -20,14 +20,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import sharp from 'sharp';
-import { loadSpec } from '../src/cli/model-options.js';
 import type { VitSpec } from '../src/arch/spec.js';
-import { ImageFiles } from '../src/images/pixels.js';
 import { preprocessFor } from '../src/images/preprocess.js';
 import { VitRuntime } from '../src/runtime/vit-runtime.js';
-import { runScan } from '../src/scan/job.js';
-import { listImages } from '../src/scan/sources.js';
+import { runScan } from '../src/jobs/scan.js';
+import { listImages } from '../src/images/sources.js';
 import { VIT_B16, writeSyntheticTimm, type VitSize } from './synthetic-checkpoint.js';
+import { loadSpec } from '../src/arch/load.js';
+import { ImageFiles } from '../src/images/source.js';
 
 const VIT_TI16_112: VitSize = { arch: 'vit_tiny_patch16_224', layers: 12, width: 192, heads: 3, patch: 16, image: 112, mlp: 768, classes: 1000 };
 

@@ -18,7 +18,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { UserError } from '../errors.js';
 import { VERSION } from '../version.js';
-import { ensureDir } from '../store/ensure-dir.js';
+import { ensureDir } from '../io/fs.js';
 
 export interface HubOptions {
   /** Use only the cache (also HF_HUB_OFFLINE=1). */

@@ -1,12 +1,13 @@
 import { Command, Option } from 'commander';
-import { addModelOptions, loadSpec, positiveInt, type ModelFlags } from './model-options.js';
+import { addModelOptions, positiveInt, type ModelFlags } from './model-options.js';
 import { UserError } from '../errors.js';
-import { ImageFiles, NpyPixels, type PixelSource } from '../images/pixels.js';
 import { preprocessFor } from '../images/preprocess.js';
 import { parseDevice } from '../runtime/device.js';
-import { runAblation, type AblationTarget } from '../ablate/job.js';
-import { expandClassFolders, labelsFromCsv, labelsFromFolders } from '../ablate/labels.js';
-import { writeAblationReport } from '../ablate/report.js';
+import { runAblation, type AblationTarget } from '../jobs/ablate.js';
+import { expandClassFolders, labelsFromCsv, labelsFromFolders } from '../data/labels.js';
+import { writeAblationReport } from '../jobs/ablate-report.js';
+import { loadSpec } from '../arch/load.js';
+import { ImageFiles, NpyPixels, type PixelSource } from '../images/source.js';
 
 interface AblateFlags extends ModelFlags {
   out: string;

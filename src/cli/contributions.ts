@@ -1,21 +1,25 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { addModelOptions, loadSpec, positiveInt, type ModelFlags } from './model-options.js';
+import { addModelOptions, positiveInt, type ModelFlags } from './model-options.js';
 import { UserError } from '../errors.js';
-import { expandImagePaths } from '../images/pixels.js';
 import { VitRuntime } from '../runtime/vit-runtime.js';
 import { parseDevice } from '../runtime/device.js';
 import { headModes } from '../analysis/modes.js';
 import { modeContributions, type ContributionResult } from '../analysis/contributions.js';
-import { checkLayerHead, headWeights, loadPixels, patchToken, relPosBiasHead, scoresTap } from '../data/model-input.js';
-import { writeNpy } from '../report/npy.js';
-import { toCsv } from '../report/csv.js';
+import { writeNpy } from '../io/npy.js';
+import { toCsv } from '../io/csv.js';
 import { writeFigure } from '../report/svd-figures.js';
 import { contributionsFigure } from '../report/figures/contributions.js';
 import { VERSION } from '../version.js';
 import type { VitSpec } from '../arch/spec.js';
-import { ensureDir } from '../store/ensure-dir.js';
+import { ensureDir } from '../io/fs.js';
+import { loadSpec } from '../arch/load.js';
+import { loadPixels } from '../images/preprocess.js';
+import { checkLayerHead, headWeights } from '../arch/head-weights.js';
+import { relPosBiasHead, scoresTap } from '../runtime/taps.js';
+import { patchToken } from '../arch/tokens.js';
+import { expandImagePaths } from '../images/sources.js';
 
 interface ContributionsFlags extends ModelFlags {
   out: string;

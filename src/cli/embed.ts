@@ -1,21 +1,20 @@
 import { Command, Option } from 'commander';
-import cliProgress from 'cli-progress';
-import { addModelOptions, loadSpec, positiveInt, type ModelFlags } from './model-options.js';
+import { addModelOptions, positiveInt, type ModelFlags } from './model-options.js';
+import { loadSpec } from '../arch/load.js';
 import { UserError } from '../errors.js';
-import { ImageFiles, NpyPixels, expandImagePaths, type PixelSource } from '../images/pixels.js';
+import { ListingSource, NpyPixels, type ImageSource } from '../images/source.js';
+import { expandImagePaths, fileListing } from '../images/sources.js';
 import { preprocessFor } from '../images/preprocess.js';
 import { parseDevice } from '../runtime/device.js';
-import { runEmbedJob } from '../runtime/embed-job.js';
 import type { LayerSelection } from '../runtime/vit-graph.js';
+import { runEmbed, writeEmbed } from '../jobs/embed.js';
+import { addImageRunOptions, addProgressOption, withJobContext, type ImageRunFlags } from './context.js';
 
-interface EmbedFlags extends ModelFlags {
+interface EmbedFlags extends ModelFlags, ImageRunFlags {
   out: string;
   layers?: LayerSelection;
   attention?: boolean;
-  batch: number;
   pixels?: string;
-  device: string;
-  threads?: number;
 }
 
 /** `--layers 0,5,11` (0-based block indices) or `all`. Range is checked once the model is known. */
@@ -39,17 +38,17 @@ export function embedCommand(): Command {
     .requiredOption('-o, --out <dir>', 'output directory (ln.npy, residual.npy, attention.npy, logits.npy, tokens.json, images.json)')
     .addOption(new Option('--layers <list>', 'comma-separated 0-based layers to save, or all').default('all').argParser(parseLayers))
     .option('--attention', 'also save attention probabilities [N, L, H, T, T] (large)')
-    .addOption(new Option('--batch <n>', 'images per forward pass').default(8).argParser(positiveInt('--batch')))
     .option('--pixels <file.npy>', 'float32 [N, 3, S, S] pixels, already normalised: bypasses decoding and preprocessing')
-    .addOption(new Option('--device <device>', 'cpu, or cuda (needs onnxruntime-node with its CUDA provider)').default('cpu'))
-    .addOption(new Option('--threads <n>', 'CPU threads per operator (default: onnxruntime chooses)').argParser(positiveInt('--threads')))
     .addHelpText(
       'after',
       '\nOutputs are float32 .npy, token order as in tokens.json (special tokens, then patches in raster order).\n' +
+        'Unreadable images are skipped and listed (images.json gives each input its row, or null).\n' +
         '\nExample:\n  qkscope embed google/vit-base-patch16-224 cat.jpg dog.png --out runs/emb --layers 0,5,11 --attention\n' +
         '  qkscope embed facebook/dinov2-small ./images --out runs/dino --batch 16\n' +
         '  qkscope embed ./my-vit --pixels batch.npy --out runs/px\n',
     );
+  addImageRunOptions(cmd);
+  addProgressOption(cmd);
   addModelOptions(cmd);
   cmd.action(async (model: string, images: string[], flags: EmbedFlags) => {
     const device = parseDevice(flags.device);
@@ -58,44 +57,39 @@ export function embedCommand(): Command {
     // Check the inputs before the model loads (a typo should not wait for a download).
     const paths = flags.pixels ? [] : expandImagePaths(images);
     const { spec, close } = await loadSpec(model, flags);
-    let source: PixelSource | undefined;
     try {
+      if (spec.modality !== 'vision' || !spec.patchEmbed) {
+        throw new UserError(`${spec.modelId}: embed runs the model on images, so it needs a vision transformer (this is a ${spec.modality} model; use \`qkscope svd\` for its modes)`);
+      }
+      let source: ImageSource;
       if (flags.pixels) {
         source = NpyPixels.open(flags.pixels, { channels: spec.channels, patchSize: spec.patchSize, imageSize: spec.imageSize });
       } else {
         const { pp, defaulted, options } = preprocessFor(spec);
-        if (defaulted) {
-          process.stderr.write(`qkscope: ${spec.modelId} has no preprocessing config; using resize to ${pp.crop.join('x')}, bilinear, mean/std 0.5\n`);
-        }
-        source = new ImageFiles(paths, pp, options);
+        if (defaulted) process.stderr.write(`qkscope: ${spec.modelId} has no preprocessing config; using resize to ${pp.crop.join('x')}, bilinear, mean/std 0.5\n`);
+        source = new ListingSource(fileListing(paths), pp, options, { decode: { maxPixels: flags.maxPixels } });
       }
-      const tty = process.stderr.isTTY === true;
-      const bar = tty
-        ? new cliProgress.SingleBar({ format: 'embed |{bar}| {value}/{total} images | {eta_formatted} left', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic)
-        : undefined;
-      bar?.start(source.count, 0);
-      let result;
-      try {
-        result = await runEmbedJob(spec, source, {
-          outDir: flags.out,
-          layers: flags.layers ?? 'all',
-          attention: !!flags.attention,
-          batch: flags.batch,
-          device,
-          threads: flags.threads,
-          onProgress: bar ? (done) => bar.update(done) : undefined,
-          manifest: { input: model, argv: process.argv.slice(2) },
-        });
-      } finally {
-        bar?.stop();
-      }
-      source = undefined; // closed by the job
+      const result = await withJobContext(
+        flags,
+        async (ctx) => {
+          const run = await runEmbed(spec, source, { layers: flags.layers ?? 'all', attention: !!flags.attention, batch: flags.batch, device, threads: flags.threads, input: model }, ctx);
+          return writeEmbed(run, flags.out, { argv: process.argv.slice(2), stop: ctx.stop });
+        },
+        { signals: true },
+      );
+      const n = result.rows;
       process.stdout.write(
-        `${spec.modelId}: ${result.count} image${result.count === 1 ? '' : 's'}, ${result.tokens} tokens, layers ${result.layers.join(',')}` +
+        `${spec.modelId}: ${n} image${n === 1 ? '' : 's'}${result.skipped.length ? ` (${result.skipped.length} skipped)` : ''}, ${result.tokens} tokens, layers ${result.layers.join(',')}` +
           `${result.classes !== null ? `, ${result.classes} classes` : ''} (${result.imagesPerSec.toFixed(2)} images/s); wrote ${result.files.join(', ')} to ${flags.out}\n`,
       );
+      if (result.skipped.length) {
+        process.stdout.write('skipped images (listed in images.json):\n');
+        for (const s of result.skipped.slice(0, 20)) process.stdout.write(`  ${s.label}: ${s.reason}\n`);
+        if (result.skipped.length > 20) process.stdout.write(`  ... and ${result.skipped.length - 20} more\n`);
+      }
+      if (n === 0 && result.skipped.length) throw new UserError(`none of the ${result.skipped.length} image${result.skipped.length === 1 ? '' : 's'} could be used (reasons above and in ${flags.out}/images.json)`);
+      if (result.interrupted) throw new UserError(`embed interrupted after ${n} images; ${flags.out} holds those (rerun to do them all)`, 130);
     } finally {
-      source?.close();
       await close();
     }
   });

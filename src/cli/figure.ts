@@ -1,13 +1,14 @@
 import { Command, Option } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { dirname, extname } from 'node:path';
-import { addModelOptions, loadSpec, positiveInt, type ModelFlags } from './model-options.js';
+import { addModelOptions, positiveInt, type ModelFlags } from './model-options.js';
 import { UserError } from '../errors.js';
 import { parseDevice } from '../runtime/device.js';
-import { svgToPng } from '../report/plot.js';
-import { modesFigureSvg } from '../scan/figure-modes.js';
-import { openRun, parseSign } from '../scan/run-dir.js';
-import { ensureDir } from '../store/ensure-dir.js';
+import { modesFigureSvg } from '../jobs/figure-modes.js';
+import { openRun, parseSign } from '../store/scan-run.js';
+import { ensureDir } from '../io/fs.js';
+import { loadSpec } from '../arch/load.js';
+import { svgToPng } from '../io/png.js';
 
 interface ModesFlags extends ModelFlags {
   layer: number;

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { mergeScans } from '../scan/merge.js';
+import { mergeScans } from '../jobs/merge.js';
 
 export function mergeCommand(): Command {
   return new Command('merge')

@@ -1,17 +1,9 @@
 import { Command, Option } from 'commander';
-import { openModel } from '../checkpoint/open.js';
-import { buildSpec } from '../arch/registry.js';
-import type { VitSpec } from '../arch/spec.js';
 import { UserError } from '../errors.js';
-import { basename, resolve } from 'node:path';
 
-/** Flags every command that takes a <model> shares. */
-export interface ModelFlags {
-  offline?: boolean;
-  revision?: string;
-  part?: string;
-  numHeads?: number;
-}
+import type { ModelFlags } from '../arch/load.js';
+
+export type { ModelFlags };
 
 export function addModelOptions(cmd: Command): Command {
   return cmd
@@ -29,30 +21,3 @@ export function positiveInt(flag: string) {
   };
 }
 
-/** Opens a model given on the command line and maps it to the canonical spec. */
-export async function loadSpec(input: string, flags: ModelFlags): Promise<{ spec: VitSpec; close: () => Promise<void> }> {
-  const opened = await openModel(input, {
-    offline: flags.offline, // openModel itself honours HF_HUB_OFFLINE with Python's rules
-    revision: flags.revision,
-    part: flags.part,
-  });
-  try {
-    const spec = buildSpec({
-      config: opened.config,
-      preprocessorConfig: opened.preprocessorConfig,
-      source: opened.source,
-      modelId: displayName(input, opened.hubId, flags.part),
-      numHeads: flags.numHeads,
-    });
-    return { spec, close: () => opened.close() };
-  } catch (e) {
-    await opened.close();
-    throw e;
-  }
-}
-
-/** A short label for titles and legends: the hub id, else the checkpoint's folder or file name. */
-export function displayName(input: string, hubId: string | undefined, part?: string): string {
-  const base = hubId ?? basename(resolve(input));
-  return part ? `${base}#${part}` : base;
-}

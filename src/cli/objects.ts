@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { addModelOptions, loadSpec, positiveInt, type ModelFlags } from './model-options.js';
+import { addModelOptions, positiveInt, type ModelFlags } from './model-options.js';
 import { UserError } from '../errors.js';
 import { decodeImage } from '../images/decode.js';
 import { preprocessFor, preprocessImage } from '../images/preprocess.js';
@@ -13,10 +13,11 @@ import { argmax, downscaleMask, readBinaryMask } from '../data/masks.js';
 import { ObjectShareSums, rowShares } from '../analysis/objects.js';
 import { objectsFigure } from '../report/figures/objects.js';
 import { writeFigure } from '../report/svd-figures.js';
-import { toCsv } from '../report/csv.js';
+import { toCsv } from '../io/csv.js';
 import { VERSION } from '../version.js';
 import type { VitSpec } from '../arch/spec.js';
-import { ensureDir } from '../store/ensure-dir.js';
+import { ensureDir } from '../io/fs.js';
+import { loadSpec } from '../arch/load.js';
 
 interface ObjectsFlags extends ModelFlags {
   out: string;

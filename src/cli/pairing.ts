@@ -2,7 +2,7 @@ import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { loadSpec, positiveInt, addModelOptions, type ModelFlags } from './model-options.js';
+import { positiveInt, addModelOptions, type ModelFlags } from './model-options.js';
 import { UserError } from '../errors.js';
 import { openScanRun, type ScanMeta } from '../store/scan-db.js';
 import { decodeImage } from '../images/decode.js';
@@ -13,11 +13,12 @@ import { instanceCoverage, readInstanceMask } from '../data/masks.js';
 import { layerPairing, topObject, type LayerPairing, type ModePairing } from '../analysis/pairing.js';
 import { pairingFigure } from '../report/figures/pairing.js';
 import { writeFigure } from '../report/svd-figures.js';
-import { toCsv } from '../report/csv.js';
+import { toCsv } from '../io/csv.js';
 import { VERSION } from '../version.js';
 import type { VitSpec } from '../arch/spec.js';
 import type Database from 'better-sqlite3';
-import { ensureDir } from '../store/ensure-dir.js';
+import { ensureDir } from '../io/fs.js';
+import { loadSpec } from '../arch/load.js';
 
 interface PairingFlags extends ModelFlags {
   out: string;

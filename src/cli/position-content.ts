@@ -1,13 +1,15 @@
 import { Command, Option } from 'commander';
-import { addModelOptions, loadSpec, positiveInt, type ModelFlags } from './model-options.js';
+import { addModelOptions, positiveInt, type ModelFlags } from './model-options.js';
 import { UserError } from '../errors.js';
-import { ImageFiles, NpyPixels, expandImagePaths, type PixelSource } from '../images/pixels.js';
 import { preprocessFor } from '../images/preprocess.js';
 import { parseDevice } from '../runtime/device.js';
-import { runPositionContent } from '../analysis/position-content-job.js';
-import { writePositionContentReport } from '../analysis/position-report.js';
+import { runPositionContent } from '../jobs/position-content.js';
+import { writePositionContentReport } from '../jobs/position-content-report.js';
 import { parseLayers } from './embed.js';
 import type { LayerSelection } from '../runtime/vit-graph.js';
+import { loadSpec } from '../arch/load.js';
+import { expandImagePaths } from '../images/sources.js';
+import { ImageFiles, NpyPixels, type PixelSource } from '../images/source.js';
 
 interface PcFlags extends ModelFlags {
   out: string;

@@ -1,15 +1,16 @@
 import { Command, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { addModelOptions, loadSpec, positiveInt, type ModelFlags } from './model-options.js';
+import { addModelOptions, positiveInt, type ModelFlags } from './model-options.js';
 import { parseLayers } from './embed.js';
 import { UserError } from '../errors.js';
 import { parseDevice } from '../runtime/device.js';
 import { resolveLayers, type LayerSelection } from '../runtime/vit-graph.js';
-import { runScan } from '../scan/job.js';
-import { progressReporter } from '../scan/progress.js';
-import { parseShard, shardPath } from '../scan/shard.js';
-import { listImages } from '../scan/sources.js';
+import { runScan } from '../jobs/scan.js';
+import { progressReporter } from './progress.js';
+import { parseShard, shardPath } from '../images/shard.js';
+import { listImages } from '../images/sources.js';
+import { loadSpec } from '../arch/load.js';
 
 interface ScanFlags extends ModelFlags {
   out: string;

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { UserError } from '../errors.js';
-import { checkMode, modeInfo, openRun, parseSign, topList, type RankedImage } from '../scan/run-dir.js';
+import { checkMode, modeInfo, openRun, parseSign, topList, type RankedImage } from '../store/scan-run.js';
 
 interface TopFlags {
   layer: number;

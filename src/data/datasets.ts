@@ -12,7 +12,7 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
-import { IMAGE_EXTENSIONS } from '../images/pixels.js';
+import { IMAGE_EXTENSIONS } from '../images/sources.js';
 
 export interface ObjectsItem {
   name: string;

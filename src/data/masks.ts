@@ -14,7 +14,7 @@ import sharp from 'sharp';
 import { UserError } from '../errors.js';
 import type { PreprocessSpec } from '../arch/spec.js';
 import { resizeAndCrop, type PreprocessOptions } from '../images/preprocess.js';
-import type { TokenLayout } from '../runtime/tokens.js';
+import type { TokenLayout } from '../arch/tokens.js';
 
 export interface RawMask {
   width: number;

@@ -17,7 +17,21 @@ export interface RgbImage {
   height: number;
 }
 
-export async function decodeImage(path: string): Promise<RgbImage> {
+/** Thrown for an image that cannot be used; the message is the reason (a skip reason in batch jobs). */
+export class ImageDecodeError extends Error {}
+
+/** Limits on what is decoded (a photo, not a decompression bomb). */
+export interface DecodeOptions {
+  /** Most pixels (width × height) an image may have; checked from the header before decoding. Default 64 MP. */
+  maxPixels?: number;
+}
+
+export const DEFAULT_MAX_PIXELS = 64_000_000;
+
+/** Formats that are not photos: vector and document formats libvips would render at any size. */
+const NOT_PHOTOS = new Set(['svg', 'pdf', 'magick', 'openslide', 'fits', 'vips', 'matrix', 'csv']);
+
+export async function decodeImage(path: string, opts: DecodeOptions = {}): Promise<RgbImage> {
   try {
     if (!statSync(path).isFile()) throw new UserError(`${path}: not a file; give an image file (JPEG, PNG or WebP)`);
   } catch (e) {
@@ -25,8 +39,9 @@ export async function decodeImage(path: string): Promise<RgbImage> {
     throw new UserError(`${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? e}); check the path`);
   }
   try {
-    return await decodeWithSharp(path);
+    return await decodeWithSharp(path, opts);
   } catch (e) {
+    if (e instanceof ImageDecodeError) throw new UserError(`${path}: ${e.message}`);
     throw new UserError(`${path}: cannot read the image (${(e as Error).message.split('\n')[0]}); give a JPEG, PNG or WebP file`);
   }
 }
@@ -35,10 +50,18 @@ export async function decodeImage(path: string): Promise<RgbImage> {
  * The one decoding path for files and in-memory bytes (tar members, Parquet cells), so `embed`
  * and `scan` see the same pixels. Throws sharp's error for unreadable input; callers word it.
  */
-export async function decodeWithSharp(input: string | Uint8Array): Promise<RgbImage> {
-  // ignoreIcc: Pillow does not colour-manage either, so pixel values match HF's.
-  const img = sharp(input, { failOn: 'error', ignoreIcc: true, limitInputPixels: 1 << 30 });
-  const cmyk = (await img.metadata()).space === 'cmyk';
+export async function decodeWithSharp(input: string | Uint8Array, opts: DecodeOptions = {}): Promise<RgbImage> {
+  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  // ignoreIcc: Pillow does not colour-manage either, so pixel values match HF's. limitInputPixels
+  // is libvips' own guard; the header check below gives the clearer message first.
+  const img = sharp(input, { failOn: 'error', ignoreIcc: true, limitInputPixels: Math.max(1, Math.floor(maxPixels)) });
+  const meta = await img.metadata();
+  if (meta.format && NOT_PHOTOS.has(meta.format)) throw new ImageDecodeError(`a ${meta.format.toUpperCase()} file is not a photo (vector and document formats are refused); give a JPEG, PNG or WebP`);
+  const px = (meta.width ?? 0) * (meta.height ?? 0);
+  if (px > maxPixels) {
+    throw new ImageDecodeError(`${meta.width}×${meta.height} pixels exceeds the limit of ${fmtMp(maxPixels)} (raise it with --max-pixels if this is a real photo)`);
+  }
+  const cmyk = meta.space === 'cmyk';
   const oriented = img.rotate(); // EXIF orientation
   const out = cmyk
     ? await oriented.pipelineColourspace('cmyk').toColourspace('cmyk').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true })
@@ -76,4 +99,23 @@ function cmykToRgb(src: Uint8Array, pixels: number, channels: number): Uint8Arra
     }
   }
   return out;
+}
+
+
+/**
+ * Decodes in-memory image bytes (tar members, Parquet cells, files read for hashing) through the
+ * same path as files, wording failures as skip reasons.
+ */
+export async function decodeImageBytes(bytes: Uint8Array, opts: DecodeOptions = {}): Promise<RgbImage> {
+  if (bytes.length === 0) throw new ImageDecodeError('empty file');
+  try {
+    return await decodeWithSharp(bytes, opts);
+  } catch (e) {
+    if (e instanceof ImageDecodeError) throw e;
+    throw new ImageDecodeError(`cannot decode (${(e as Error).message.split('\n')[0]})`);
+  }
+}
+
+function fmtMp(px: number): string {
+  return px >= 1e6 ? `${+(px / 1e6).toFixed(1)} MP` : `${px} pixels`;
 }

@@ -107,3 +107,9 @@ export async function loadBatch(paths: string[], pp: PreprocessSpec, opts: Prepr
   decoded.forEach((img, i) => preprocessImage(img, pp, opts, out, i * per));
   return out;
 }
+
+/** Decodes and preprocesses image files with the model's own preprocessing: [n, 3, h, w]. */
+export async function loadPixels(spec: VitSpec, paths: string[]): Promise<{ pixels: Float32Array; imageSize: [number, number]; defaulted: boolean }> {
+  const { pp, defaulted, options } = preprocessFor(spec);
+  return { pixels: await loadBatch(paths, pp, options), imageSize: [...pp.crop] as [number, number], defaulted };
+}

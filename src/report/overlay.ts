@@ -4,7 +4,6 @@
  * the image, so where both are high the pixel turns white. Maps live on the patch grid and are
  * upsampled bilinearly (patch centres, edges clamped) to the image.
  */
-import sharp from 'sharp';
 
 /** Positive part of a map scaled to [0, 1] by its maximum (all zero when the maximum is ≤ 0). */
 export function normaliseMap(map: ArrayLike<number>): Float64Array {
@@ -58,15 +57,4 @@ export function overlayRgb(rgb: Uint8Array, width: number, height: number, q: Fl
     }
   }
   return out;
-}
-
-/** PNG of an RGB image; `maxSide` shrinks larger images (Lanczos), never enlarges. */
-export async function rgbToPng(rgb: Uint8Array, width: number, height: number, maxSide?: number): Promise<Buffer> {
-  let img = sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.length), { raw: { width, height, channels: 3 } });
-  if (maxSide && Math.max(width, height) > maxSide) img = img.resize({ width: maxSide, height: maxSide, fit: 'inside' });
-  return img.png({ compressionLevel: 9 }).toBuffer();
-}
-
-export function pngDataUri(png: Buffer): string {
-  return `data:image/png;base64,${png.toString('base64')}`;
 }

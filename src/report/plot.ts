@@ -1,8 +1,7 @@
 /**
  * Observable Plot in Node: renders Plot figures against a jsdom document and turns them into
  * standalone, deterministic SVG (xmlns, white background, DejaVu Sans so that the PNG made by
- * librsvg shows the same text), composes several panels into one figure, and rasterises SVG
- * to PNG with sharp.
+ * librsvg shows the same text), and composes several panels into one figure (io/png.ts rasterises it).
  *
  * Panels are embedded as `<g transform="translate(x,y)">` groups rather than nested `<svg>`
  * elements: Plot's own stylesheet (`height: auto; max-width: 100%`) would resize nested SVGs in
@@ -16,7 +15,6 @@
  */
 import * as Plot from '@observablehq/plot';
 import { parseHTML } from 'linkedom';
-import sharp from 'sharp';
 
 export const FONT_FAMILY = 'DejaVu Sans, sans-serif';
 export const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -255,12 +253,4 @@ export function gridSvg(o: GridOptions): string {
   const width = 2 * margin + colW.reduce((a, b) => a + b, 0) + gap * (cols - 1);
   const height = top + margin + rowH.reduce((a, b) => a + b, 0) + gap * Math.max(0, rows - 1);
   return fig.toSvg(Math.max(width, head.body ? textWidth(o.title ?? '', 16, true) + 2 * margin : 0), height);
-}
-
-/** Rasterises SVG with librsvg: `scale` 2 gives 144 dpi, crisp on screens and in print drafts. */
-export async function svgToPng(svg: string, scale = 2): Promise<Buffer> {
-  if (!(scale > 0)) throw new Error(`svgToPng: scale must be positive, got ${scale}`);
-  return sharp(Buffer.from(svg, 'utf8'), { density: 72 * scale, limitInputPixels: false })
-    .png({ compressionLevel: 9 })
-    .toBuffer();
 }

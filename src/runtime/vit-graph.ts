@@ -23,7 +23,7 @@ import { loadWeight, type LinearSpec, type NormSpec, type VitSpec, type WeightRe
 import { UserError } from '../errors.js';
 import { resizeGridF64 } from '../images/resample.js';
 import { MS_DOMAIN, OnnxGraph } from './onnx-graph.js';
-import { tokenLayout, registerCount, type TokenLayout } from './tokens.js';
+import { tokenLayout, registerCount, type TokenLayout } from '../arch/tokens.js';
 
 /** Layers to expose: a list of 0-based block indices, or 'all'. */
 export type LayerSelection = number[] | 'all';

@@ -15,7 +15,7 @@ import type { VitSpec } from '../arch/spec.js';
 import { UserError } from '../errors.js';
 import { executionProviders, type Device } from './device.js';
 import { buildVitGraph, type ParamBinding, type VitGraphOptions, type VitOutputs, type VitTensors } from './vit-graph.js';
-import type { TokenLayout } from './tokens.js';
+import type { TokenLayout } from '../arch/tokens.js';
 
 export interface VitRuntimeOptions extends VitGraphOptions {
   outputs: VitOutputs;

@@ -8,7 +8,6 @@ import { createHash } from 'node:crypto';
 import { existsSync, statSync, readFileSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { decodeImage } from '../images/decode.js';
-import { expandImagePaths } from '../images/pixels.js';
 import { UserError } from '../errors.js';
 import { HttpError, readBody, sendBytes, sendJson } from './http.js';
 import {
@@ -27,8 +26,9 @@ import {
 } from './live.js';
 import { RunStore, headVectors, modelCurves, salienceVector, type RunInfo } from './runs.js';
 import type { ImageLocator } from './scan-db.js';
-import { ImageReader } from '../scan/sources.js';
-import { decodeImageBytes } from '../scan/decode.js';
+import { ImageReader } from '../images/sources.js';
+import { decodeImageBytes } from '../images/decode.js';
+import { expandImagePaths } from '../images/sources.js';
 
 export interface ApiOptions {
   runsDir: string;

@@ -22,13 +22,13 @@ import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { loadWeight, type VitSpec } from '../arch/spec.js';
-import { loadSpec } from '../cli/model-options.js';
 import { UserError } from '../errors.js';
 import { decodeImage, type RgbImage } from '../images/decode.js';
 import { preprocessFor, resizeAndCrop, normalise } from '../images/preprocess.js';
 import { VitRuntime } from '../runtime/vit-runtime.js';
-import type { TokenLayout } from '../runtime/tokens.js';
+import type { TokenLayout } from '../arch/tokens.js';
 import { HttpError } from './http.js';
+import { loadSpec } from '../arch/load.js';
 
 // ---------------------------------------------------------------------------------------------
 // Images

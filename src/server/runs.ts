@@ -7,11 +7,11 @@
  */
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
-import { readSvdSummary, type SvdSummary } from '../store/svd-run.js';
-import { readNpy, type NpyArray } from '../report/npy.js';
-import { layerCurve, type LayerCurve } from '../store/compare-data.js';
+import { readNpy, type NpyArray } from '../io/npy.js';
+import { layerCurve, type LayerCurve } from '../analysis/compare.js';
 import { HttpError, isInside } from './http.js';
 import { ScanDb } from './scan-db.js';
+import { readSvdSummary, type SvdSummary } from '../store/svd-run.js';
 
 const MAX_DEPTH = 3;
 const SKIP = new Set(['node_modules', '.git']);

@@ -17,7 +17,7 @@
  */
 import Database from 'better-sqlite3';
 import { UserError } from '../errors.js';
-import { decodeEntries, type TopKLists } from '../scan/topk.js';
+import { decodeEntries, type TopKLists } from '../analysis/topk.js';
 
 export const SCAN_SCHEMA_VERSION = 1;
 

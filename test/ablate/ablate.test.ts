@@ -6,12 +6,12 @@ import { join } from 'node:path';
 import { makeLayoutWeights, writeModel } from '../fixtures/models.js';
 import { plantHead } from '../cli/planted.js';
 import { tinyPixels } from '../runtime/tiny-specs.js';
-import { loadSpec } from '../../src/cli/model-options.js';
-import { ablateQueryWeight, loadLayerQK, modesOf } from '../../src/ablate/edit.js';
-import { runAblation } from '../../src/ablate/job.js';
+import { ablateQueryWeight, loadLayerQK, modesOf } from '../../src/analysis/ablation-edit.js';
+import { runAblation } from '../../src/jobs/ablate.js';
 import { headModes } from '../../src/analysis/modes.js';
 import { VitRuntime } from '../../src/runtime/vit-runtime.js';
-import type { PixelSource } from '../../src/images/pixels.js';
+import { loadSpec } from '../../src/arch/load.js';
+import { type PixelSource } from '../../src/images/source.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-ablate-'));
 test.after(() => rmSync(root, { recursive: true, force: true }));

@@ -4,11 +4,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PositionContentLayer, shares } from '../../src/analysis/position-content.js';
-import { runPositionContent } from '../../src/analysis/position-content-job.js';
-import { loadSpec } from '../../src/cli/model-options.js';
-import type { PixelSource } from '../../src/images/pixels.js';
+import { runPositionContent } from '../../src/jobs/position-content.js';
 import { makeLayoutWeights, writeModel } from '../fixtures/models.js';
 import { mulberry32, gaussian } from '../../src/analysis/synthetic.js';
+import { loadSpec } from '../../src/arch/load.js';
+import { type PixelSource } from '../../src/images/source.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-pc-'));
 test.after(() => rmSync(root, { recursive: true, force: true }));

@@ -4,7 +4,7 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openModel, type OpenedModel } from '../../src/checkpoint/open.js';
 import { writeSafetensors } from '../../src/checkpoint/safetensors.js';
-import { orderedDict, pyObject, stateDict, torchTensor, writeTorchCheckpoint } from '../../src/checkpoint/torch-write.js';
+import { orderedDict, pyObject, stateDict, torchTensor, writeTorchCheckpoint } from './torch-write.js';
 import { FakeHub, sha40 } from './fake-hub.js';
 import { ramp, rejectsUser, tempDir } from './tmp.js';
 

@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isDict, pyClassOf, pyState, PY_ITEMS, unpickle } from '../../src/checkpoint/pickle.js';
-import { Pickler, PyFloat, PyGlobalRef, PyReduce, PyTuple } from '../../src/checkpoint/pickle-write.js';
+import { Pickler, PyFloat, PyGlobalRef, PyReduce, PyTuple } from './pickle-write.js';
 import { NUMPY_PICKLE, PY_PICKLES } from './py-pickles.js';
 import { rejectsUser } from './tmp.js';
 

@@ -4,12 +4,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pickStateDict, stateDictParts, TensorDesc, TorchCheckpoint, torchStateDictSource } from '../../src/checkpoint/torch.js';
-import { orderedDict, pyFloat, pyObject, stateDict, torchTensor, writeTorchCheckpoint } from '../../src/checkpoint/torch-write.js';
-import { Pickler, PyGlobalRef, PyReduce, PyTuple } from '../../src/checkpoint/pickle-write.js';
+import { orderedDict, pyFloat, pyObject, stateDict, torchTensor, writeTorchCheckpoint } from './torch-write.js';
+import { Pickler, PyGlobalRef, PyReduce, PyTuple } from './pickle-write.js';
 import { pyClassOf, pyState } from '../../src/checkpoint/pickle.js';
-import { ZipReader, ZipWriter } from '../../src/checkpoint/zip.js';
+import { ZipReader } from '../../src/checkpoint/zip.js';
 import { decode, encode } from '../../src/checkpoint/dtype.js';
 import { ramp, rejectsUser, tempDir } from './tmp.js';
+import { ZipWriter } from './zip-write.js';
 
 const dir = tempDir('torch');
 

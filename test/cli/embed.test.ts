@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { embedCommand, parseLayers } from '../../src/cli/embed.js';
 import { makeLayoutWeights, writeModel } from '../fixtures/models.js';
-import { readNpy, writeNpy } from '../../src/report/npy.js';
+import { readNpy, writeNpy } from '../../src/io/npy.js';
 import { openModel } from '../../src/checkpoint/open.js';
 import { buildSpec } from '../../src/arch/registry.js';
 import { VitRuntime } from '../../src/runtime/vit-runtime.js';
@@ -159,7 +159,17 @@ test('bad input: unreadable image, wrong --pixels shape, --layers out of range, 
   const imgs = await images();
   const broken = join(root, 'broken.jpg');
   writeFileSync(broken, 'not a jpeg');
-  await assert.rejects(embed([model, imgs[0], broken, '--out', join(root, 'bad1')]), isUserError(new RegExp(`^${broken.replace(/[.]/g, '\\.')}: cannot read the image`)));
+  // One policy for unusable images everywhere: skipped, reported with its own reason, the run goes on.
+  const msg = await embed([model, imgs[0], broken, imgs[2], '--out', join(root, 'skip1')]);
+  assert.match(msg, /2 images \(1 skipped\)/);
+  assert.deepEqual(readNpy(join(root, 'skip1', 'ln.npy')).shape.slice(0, 1), [2]);
+  const listed = JSON.parse(readFileSync(join(root, 'skip1', 'images.json'), 'utf8')) as { images: { path: string; row: number | null; skipped?: string }[] };
+  assert.deepEqual(listed.images.map((i) => i.row), [0, null, 1]);
+  assert.match(listed.images[1].skipped ?? '', /cannot decode/);
+  const manifest = JSON.parse(readFileSync(join(root, 'skip1', 'embed.json'), 'utf8'));
+  assert.equal(manifest.skipped.length, 1);
+  assert.equal(manifest.skipped[0].path, broken);
+  await assert.rejects(embed([model, broken, '--out', join(root, 'bad1')]), isUserError(/none of the 1 image could be used/));
   await assert.rejects(embed([model, join(root, 'missing.png'), '--out', join(root, 'bad1')]), isUserError(/missing\.png: cannot open/));
 
   const wrong = join(root, 'wrong.npy');

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { positionContentCommand } from '../../src/cli/position-content.js';
 import { makeLayoutWeights, writeModel } from '../fixtures/models.js';
-import { readNpy } from '../../src/report/npy.js';
+import { readNpy } from '../../src/io/npy.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-pc-cli-'));
 test.after(() => rmSync(root, { recursive: true, force: true }));

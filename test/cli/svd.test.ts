@@ -5,7 +5,7 @@ import { existsSync, readFileSync, truncateSync, statSync, writeFileSync } from 
 import { join } from 'node:path';
 import { CLI, tempDir } from '../helpers/paths.js';
 import { makeLayoutWeights, writeModel, type Layout } from '../fixtures/models.js';
-import { readNpy } from '../../src/report/npy.js';
+import { readNpy } from '../../src/io/npy.js';
 import { plantHead, type PlantedHead } from './planted.js';
 
 const D = 48, HEADS = 3, DH = 16, LAYERS = 2;

@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, tempDir } from '../helpers/paths.js';
 import { makeLayoutWeights, writeModel, type CanonicalLayer, type TextLayout } from '../fixtures/models.js';
-import { readNpy } from '../../src/report/npy.js';
+import { readNpy } from '../../src/io/npy.js';
 import { plantHead } from './planted.js';
 
 const run = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });

@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { makeLayoutWeights, writeModel } from '../fixtures/models.js';
 import { meanPairwiseCosine, CentreSums, relativeCurves } from '../../src/analysis/anisotropy.js';
 import { anisotropyCommand } from '../../src/cli/anisotropy.js';
-import { runSvd } from '../../src/store/svd-run.js';
+import { runSvd } from '../../src/jobs/svd.js';
 import { VitRuntime } from '../../src/runtime/vit-runtime.js';
-import { loadPixels } from '../../src/data/model-input.js';
 import { runCmd, specOf, writePng } from './helpers.js';
+import { loadPixels } from '../../src/images/preprocess.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-aniso-'));
 test.after(() => rmSync(root, { recursive: true, force: true }));

@@ -7,7 +7,7 @@ import { makeLayoutWeights, writeModel } from '../fixtures/models.js';
 import { modeContributions } from '../../src/analysis/contributions.js';
 import { headModes } from '../../src/analysis/modes.js';
 import { contributionsCommand, runContributions } from '../../src/cli/contributions.js';
-import { readNpy } from '../../src/report/npy.js';
+import { readNpy } from '../../src/io/npy.js';
 import { runCmd, specOf, writePng } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-contrib-'));

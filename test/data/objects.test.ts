@@ -7,8 +7,8 @@ import { makeLayoutWeights, writeModel } from '../fixtures/models.js';
 import { objectsCommand } from '../../src/cli/objects.js';
 import { rowShares } from '../../src/analysis/objects.js';
 import { VitRuntime } from '../../src/runtime/vit-runtime.js';
-import { loadPixels } from '../../src/data/model-input.js';
 import { BLUE, GREEN, PLANTED_D, RED, plantedWeights, runCmd, specOf, writeMask, writePng } from './helpers.js';
+import { loadPixels } from '../../src/images/preprocess.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-objects-'));
 test.after(() => rmSync(root, { recursive: true, force: true }));

@@ -8,8 +8,8 @@ import { pairingCommand } from '../../src/cli/pairing.js';
 import { topObject, layerPairing } from '../../src/analysis/pairing.js';
 import { SCAN_SCHEMA_VERSION, SCHEMA_SQL, openScanDb, writeMeta } from '../../src/store/scan-db.js';
 import { VitRuntime } from '../../src/runtime/vit-runtime.js';
-import { loadPixels } from '../../src/data/model-input.js';
 import { BLUE, GREEN, PLANTED_D as D, RED, plantedWeights, runCmd, specOf, writeMask, writePng } from './helpers.js';
+import { loadPixels } from '../../src/images/preprocess.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-pairing-'));
 test.after(() => rmSync(root, { recursive: true, force: true }));

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { CLI, HAVE_SHARED, REAL_IMAGES, REAL_VIT_TINY, tempDir } from '../helpers/paths.js';
-import { readNpy } from '../../src/report/npy.js';
+import { readNpy } from '../../src/io/npy.js';
 
 const skip = HAVE_SHARED ? false : 'real-data suite skipped: ../shared (real ViT-Tiny + ImageNet photos) not present';
 

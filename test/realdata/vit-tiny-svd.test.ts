@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Matrix, SingularValueDecomposition } from 'ml-matrix';
 import { CLI, HAVE_SHARED, REAL_VIT_TINY, tempDir } from '../helpers/paths.js';
-import { readNpy } from '../../src/report/npy.js';
+import { readNpy } from '../../src/io/npy.js';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
 
 const skip = HAVE_SHARED ? false : 'real-data suite skipped: ../shared/models/vit-tiny-patch16-224-augreg not present';

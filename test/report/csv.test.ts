@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CsvWriter, csvField, csvRecord, toCsv } from '../../src/report/csv.js';
+import { CsvWriter, csvField, csvRecord, toCsv } from '../../src/io/csv.js';
 
 test('fields are quoted only when needed (RFC 4180)', () => {
   assert.equal(csvField('plain'), 'plain');

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { compareFigure, headsFigure, heatmapFigure, type HeadsInput } from '../../src/report/figures/index.js';
-import { svgToPng } from '../../src/report/plot.js';
 import { assertGolden } from './golden.js';
+import { svgToPng } from '../../src/io/png.js';
 
 /** Deterministic pseudo-random numbers (Park–Miller). */
 function lcg(seed: number): () => number {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NpyStreamWriter, decodeNpy, encodeNpy, npyHeader, readNpy, readNpyHeader, writeNpy, type NpyDtype } from '../../src/report/npy.js';
+import { NpyStreamWriter, decodeNpy, encodeNpy, npyHeader, readNpy, readNpyHeader, writeNpy, type NpyDtype } from '../../src/io/npy.js';
 import { UserError } from '../../src/errors.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'qkscope-npy-'));

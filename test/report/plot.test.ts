@@ -2,8 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as Plot from '@observablehq/plot';
 import sharp from 'sharp';
-import { FONT_FAMILY, deterministic, gridSvg, plotPanel, plotSvg, svgToPng } from '../../src/report/plot.js';
+import { FONT_FAMILY, deterministic, gridSvg, plotPanel, plotSvg } from '../../src/report/plot.js';
 import { assertGolden } from './golden.js';
+import { svgToPng } from '../../src/io/png.js';
 
 const simple = (): Plot.PlotOptions => ({
   width: 240,

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { VitRuntime } from '../../src/runtime/vit-runtime.js';
-import { tokenLayout } from '../../src/runtime/tokens.js';
+import { tokenLayout } from '../../src/arch/tokens.js';
 import { naiveForward, type NaiveResult } from './naive-forward.js';
 import { familySpecs, tinyPixels, tinySpec } from './tiny-specs.js';
 import type { VitSpec } from '../../src/arch/spec.js';

@@ -2,7 +2,7 @@
  * The scan's result computed the slow, obvious way from `embed` output (ln.npy or residual.npy,
  * [N, L, T, d]) and the svd vectors (U.npy, V.npy, [L, H, d, d_h]), in float64.
  */
-import type { NpyArray } from '../../src/report/npy.js';
+import type { NpyArray } from '../../src/io/npy.js';
 
 export interface BruteEntry {
   id: number;

@@ -5,14 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { makeLayoutWeights, writeModel } from '../fixtures/models.js';
-import { loadSpec } from '../../src/cli/model-options.js';
-import { listImages } from '../../src/scan/sources.js';
-import { runScan } from '../../src/scan/job.js';
+import { listImages } from '../../src/images/sources.js';
+import { runScan } from '../../src/jobs/scan.js';
 import { normaliseMap, overlayRgb, upsampleGrid } from '../../src/report/overlay.js';
 import { modesFigure } from '../../src/report/figures/modes.js';
 import { parseModes } from '../../src/cli/figure.js';
 import { runCli } from './cli.js';
 import { assertScanGolden, writeImage } from './helpers.js';
+import { loadSpec } from '../../src/arch/load.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-scan-fig-'));
 test.after(() => rmSync(root, { recursive: true, force: true }));

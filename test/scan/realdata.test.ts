@@ -8,14 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { HAVE_SHARED, REAL_IMAGES, REAL_VIT_TINY } from '../helpers/paths.js';
-import { loadSpec } from '../../src/cli/model-options.js';
-import { listImages } from '../../src/scan/sources.js';
-import { runScan } from '../../src/scan/job.js';
-import { runEmbedJob } from '../../src/runtime/embed-job.js';
-import { ImageFiles } from '../../src/images/pixels.js';
+import { listImages } from '../../src/images/sources.js';
+import { runScan } from '../../src/jobs/scan.js';
+import { runEmbedJob } from '../../src/jobs/embed.js';
 import { preprocessFor } from '../../src/images/preprocess.js';
-import { readNpy } from '../../src/report/npy.js';
+import { readNpy } from '../../src/io/npy.js';
 import { bruteList } from './brute.js';
+import { loadSpec } from '../../src/arch/load.js';
+import { ImageFiles } from '../../src/images/source.js';
 
 const skip = HAVE_SHARED ? false : 'needs ../shared (real ViT-Tiny and ImageNet sample)';
 

@@ -1,0 +1,249 @@
+/**
+ * `embed`: run images through the model and keep what each attention layer sees.
+ *
+ * `runEmbed` returns a lazy result: its `batches` are computed as they are consumed, once, by
+ * either `writeEmbed` (streams them into .npy files: memory bounded by one batch, whatever the
+ * image count) or `collectEmbed` (typed arrays in memory, for library callers). Unusable images
+ * are skipped and reported (runtime/batch-loop.ts); the arrays hold the images that ran, in
+ * input order, and images.json maps each input to its row.
+ *
+ * Files: ln.npy [N, L, T, d] (LayerNorm output feeding each selected block's attention),
+ * residual.npy [N, L, T, d] (residual stream entering the block), attention.npy [N, L, H, T, T]
+ * (when asked), logits.npy [N, classes] (when the checkpoint has a classifier), tokens.json,
+ * images.json, embed.json (the manifest). All float32.
+ */
+import type { VitSpec } from '../arch/spec.js';
+import { tokensJson, type TokenLayout } from '../arch/tokens.js';
+import { UserError } from '../errors.js';
+import type { ImageSource } from '../images/source.js';
+import { imageBatches, DEFAULT_BATCH, type SkippedImage } from '../runtime/batch-loop.js';
+import type { Device } from '../runtime/device.js';
+import type { LayerSelection } from '../runtime/vit-graph.js';
+import { VitRuntime } from '../runtime/vit-runtime.js';
+import { RunDir, modelInfo, type ModelInfo } from '../store/run-dir.js';
+import { jobContext, type JobContext } from './job.js';
+
+export interface EmbedOptions {
+  /** Blocks whose inputs are kept (0-based), or 'all' (default). */
+  layers?: LayerSelection;
+  /** Also keep attention probabilities [N, L, H, T, T]. */
+  attention?: boolean;
+  batch?: number;
+  device?: Device;
+  /** CPU threads for onnxruntime (default: onnxruntime's choice, one per core). */
+  threads?: number;
+  /** What the user passed as <model>. */
+  input?: string;
+}
+
+export interface EmbedBatch {
+  /** Source indices of the rows of this batch. */
+  ids: number[];
+  ln: Float32Array;
+  residual: Float32Array;
+  attention?: Float32Array;
+  logits?: Float32Array;
+  skipped: SkippedImage[];
+}
+
+export interface EmbedRun {
+  model: ModelInfo;
+  options: { layers: number[]; attention: boolean; batch: number; device: Device; threads: number | null };
+  layout: TokenLayout;
+  /** Per image: the shapes of one row of each output. */
+  rowShapes: { ln: number[]; residual: number[]; attention?: number[]; logits?: number[] };
+  classes: number | null;
+  /** Number of input images. */
+  count: number;
+  source: Record<string, unknown>;
+  labels: string[];
+  /** The batches, computed as they are consumed (once). */
+  batches: AsyncIterable<EmbedBatch>;
+  /** Filled as the batches are consumed. */
+  stats: { done: number; skipped: SkippedImage[]; seconds: number };
+  /** Releases the model and the source when the batches are never consumed (they release them themselves otherwise). */
+  close(): Promise<void>;
+}
+
+const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
+
+export async function runEmbed(spec: VitSpec, source: ImageSource, opts: EmbedOptions = {}, context?: Partial<JobContext>): Promise<EmbedRun> {
+  const ctx = jobContext(context);
+  if (spec.modality !== 'vision' || !spec.patchEmbed) {
+    throw new UserError(`${spec.modelId}: embed runs the model on images, so it needs a vision transformer (this is a ${spec.modality} model; use \`qkscope svd\` for its modes)`);
+  }
+  const batch = opts.batch ?? DEFAULT_BATCH;
+  const hasHead = !!spec.head && spec.pooling !== 'none';
+  const rt = await VitRuntime.create(spec, {
+    outputs: { ln: opts.layers ?? 'all', residual: opts.layers ?? 'all', attention: opts.attention ? (opts.layers ?? 'all') : undefined, logits: hasHead },
+    imageSize: source.imageSize,
+    device: opts.device,
+    threads: opts.threads,
+  });
+  const T = rt.layout.tokens, d = spec.width, H = spec.heads, L = rt.layers.ln.length;
+  const classes = hasHead ? spec.head!.weight.shape[0] : null;
+  const stats: EmbedRun['stats'] = { done: 0, skipped: [], seconds: 0 };
+  let started = false;
+  async function* batches(): AsyncGenerator<EmbedBatch> {
+    started = true;
+    const t0 = performance.now();
+    ctx.progress.start('embed', source.count);
+    try {
+      for await (const b of imageBatches(source, { batch, progress: ctx.progress, stop: ctx.stop })) {
+        stats.skipped.push(...b.skipped);
+        for (const s of b.skipped) ctx.progress.note(`skipped ${s.label}: ${s.reason}`);
+        if (b.items.length === 0) continue;
+        const r = await rt.run(b.pixels, b.items.length);
+        stats.done += b.items.length;
+        yield { ids: b.items.map((it) => it.id), ln: r.ln!, residual: r.residual!, attention: r.attention, logits: r.logits, skipped: b.skipped };
+      }
+    } finally {
+      stats.seconds = (performance.now() - t0) / 1000;
+      ctx.progress.end();
+      await rt.close();
+      source.close();
+    }
+  }
+  return {
+    model: modelInfo(spec, opts.input ?? spec.modelId),
+    options: { layers: rt.layers.ln, attention: !!opts.attention, batch, device: rt.device, threads: opts.threads ?? null },
+    layout: rt.layout,
+    rowShapes: { ln: [L, T, d], residual: [L, T, d], ...(opts.attention ? { attention: [L, H, T, T] } : {}), ...(classes !== null ? { logits: [classes] } : {}) },
+    classes,
+    count: source.count,
+    source: source.describe(),
+    labels: Array.from({ length: source.count }, (_, i) => source.label(i)),
+    batches: batches(),
+    stats,
+    async close() {
+      if (started) return;
+      started = true;
+      await rt.close();
+      source.close();
+    },
+  };
+}
+
+export interface EmbedArrays {
+  /** Source index of each row. */
+  ids: number[];
+  layers: number[];
+  /** [N, L, T, d] */
+  ln: Float32Array;
+  residual: Float32Array;
+  /** [N, L, H, T, T] */
+  attention?: Float32Array;
+  /** [N, classes] */
+  logits?: Float32Array;
+  skipped: SkippedImage[];
+  layout: TokenLayout;
+}
+
+/** Consumes the batches into typed arrays (library use: memory grows with the image count). */
+export async function collectEmbed(run: EmbedRun): Promise<EmbedArrays> {
+  const parts: EmbedBatch[] = [];
+  for await (const b of run.batches) parts.push(b);
+  const cat = (k: 'ln' | 'residual' | 'attention' | 'logits') => {
+    if (!run.rowShapes[k]) return undefined;
+    const out = new Float32Array(parts.reduce((a, b) => a + b.ids.length, 0) * prod(run.rowShapes[k]!));
+    let o = 0;
+    for (const p of parts) {
+      out.set(p[k]!, o);
+      o += p[k]!.length;
+    }
+    return out;
+  };
+  return {
+    ids: parts.flatMap((p) => p.ids),
+    layers: run.options.layers,
+    ln: cat('ln')!,
+    residual: cat('residual')!,
+    attention: cat('attention'),
+    logits: cat('logits'),
+    skipped: run.stats.skipped,
+    layout: run.layout,
+  };
+}
+
+export interface EmbedWritten {
+  manifest: string;
+  files: string[];
+  rows: number;
+  tokens: number;
+  layers: number[];
+  classes: number | null;
+  skipped: SkippedImage[];
+  imagesPerSec: number;
+  interrupted: boolean;
+}
+
+/** Streams the batches into `dir` (rows of skipped images are left out; images.json says which row each input is). */
+export async function writeEmbed(run: EmbedRun, dir: string, opts: { argv?: string[]; stop?: { stop: boolean } } = {}): Promise<EmbedWritten> {
+  const out = new RunDir(dir, 'embed');
+  const N = run.count;
+  const s = run.rowShapes;
+  try {
+    const w = {
+      ln: out.npyStream('ln.npy', '<f4', [N, ...s.ln], 'float32 [N,L,T,d]: LayerNorm output feeding each selected block’s attention (x = LN1(h))'),
+      residual: out.npyStream('residual.npy', '<f4', [N, ...s.residual], 'float32 [N,L,T,d]: residual stream h entering each selected block'),
+      attention: s.attention ? out.npyStream('attention.npy', '<f4', [N, ...s.attention], 'float32 [N,L,H,T,T]: attention probabilities') : undefined,
+      logits: s.logits ? out.npyStream('logits.npy', '<f4', [N, ...s.logits], 'float32 [N,classes]: classifier logits (CLIP: the projected image embedding)') : undefined,
+    };
+    const rowOf = new Array<number | null>(N).fill(null);
+    let rows = 0;
+    for await (const b of run.batches) {
+      w.ln.append(b.ln);
+      w.residual.append(b.residual);
+      w.attention?.append(b.attention!);
+      w.logits?.append(b.logits!);
+      for (const id of b.ids) rowOf[id] = rows++;
+    }
+    const interrupted = !!opts.stop?.stop && rows + run.stats.skipped.length < N;
+    for (const [k, wr] of Object.entries(w)) {
+      if (!wr) continue;
+      wr.closeRows(rows);
+      out.reshape(`${k}.npy`, [rows, ...s[k as keyof typeof s]!]);
+    }
+    const reasons = new Map(run.stats.skipped.map((x) => [x.id, x.reason]));
+    out.json('tokens.json', { ...tokensJson(run.layout), layers: run.options.layers, heads: run.model.heads, width: run.model.width }, 'token roles (CLS / distillation / registers / patches), patch grid, layers saved');
+    out.json(
+      'images.json',
+      {
+        ...run.source,
+        rows,
+        skipped: run.stats.skipped.length,
+        images: run.labels.map((path, index) => ({ index, path, row: rowOf[index], ...(reasons.has(index) ? { skipped: reasons.get(index) } : {}) })),
+      },
+      'input order, paths, the row of each image in the arrays (null: skipped, with the reason)',
+    );
+    const manifest = out.commit(out.header(run.model, { ...run.options }, { count: N, argv: opts.argv ?? null }), {
+      imageSize: run.layout.imageSize,
+      layers: run.options.layers,
+      attention: run.options.attention,
+      batch: run.options.batch,
+      device: run.options.device,
+      threads: run.options.threads,
+      rows,
+      skipped: run.stats.skipped.map((x) => ({ index: x.id, path: x.label, reason: x.reason })),
+      interrupted,
+      dtype: 'float32',
+      ln: 'LayerNorm output feeding each block’s attention (x = LN1(h))',
+      residual: 'residual stream h entering each block',
+    });
+    return {
+      manifest,
+      files: Object.keys(out.header(null, {}, null).files).concat('embed.json'),
+      rows,
+      tokens: run.layout.tokens,
+      layers: run.options.layers,
+      classes: run.classes,
+      skipped: run.stats.skipped,
+      imagesPerSec: run.stats.seconds > 0 ? rows / run.stats.seconds : 0,
+      interrupted,
+    };
+  } catch (e) {
+    out.abort();
+    await run.close();
+    throw e;
+  }
+}

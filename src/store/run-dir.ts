@@ -1,0 +1,210 @@
+/**
+ * The one run-directory writer. Every command's `write(result, runDir)` goes through it, so
+ * every run directory has the same guarantees:
+ *
+ * - a manifest (`<command>.json`, or `summary.json` for svd) with the same header everywhere:
+ *   `tool {name, version}`, `command`, `created`, `model`, `options`, `inputs`, `files`
+ *   (name → what it holds) and `shapes`, followed by the command's own fields;
+ * - data files (.npy, .csv, .json) and figures (.svg + .png) written to `NAME.partial` and
+ *   renamed into place only at `commit()`, the manifest last: a directory whose manifest is
+ *   there is complete, an interrupted one never looks complete;
+ * - disk-full, quota and permission errors as one line naming the file (io/fs.ts).
+ */
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { VitSpec } from '../arch/spec.js';
+import { UserError } from '../errors.js';
+import { ensureDir, fsErrorMessage } from '../io/fs.js';
+import { NpyStreamWriter, writeNpy, type NpyDtype, type NpyInput } from '../io/npy.js';
+import { toCsv } from '../io/csv.js';
+import { svgToPng } from '../io/png.js';
+import { VERSION } from '../version.js';
+
+export const TOOL = { name: 'qkscope', version: VERSION } as const;
+
+/** What every manifest says about the model. */
+export interface ModelInfo {
+  id: string;
+  /** What the user passed as <model> (a path or hub id). */
+  input: string | null;
+  family: string;
+  modality: string;
+  layers: number;
+  heads: number;
+  kv_heads: number;
+  width: number;
+  head_dim: number;
+  patch_size: number | null;
+  notes: string[];
+}
+
+export function modelInfo(spec: VitSpec, input?: string | null): ModelInfo {
+  return {
+    id: spec.modelId,
+    input: input ?? null,
+    family: spec.family,
+    modality: spec.modality,
+    layers: spec.layers,
+    heads: spec.heads,
+    kv_heads: spec.kvHeads,
+    width: spec.width,
+    head_dim: spec.headDim,
+    patch_size: spec.modality === 'vision' ? spec.patchSize : null,
+    notes: spec.notes ?? [],
+  };
+}
+
+/** The header shared by every manifest. */
+export interface ManifestHeader {
+  tool: { name: string; version: string };
+  command: string;
+  created: string;
+  model: ModelInfo | null;
+  options: Record<string, unknown>;
+  inputs: unknown;
+  files: Record<string, string>;
+  shapes: Record<string, number[]>;
+}
+
+export interface RunDirOptions {
+  /** Manifest file name (default `<command>.json`). */
+  manifest?: string;
+  /** Refuse a directory whose manifest was written by another command. */
+  refuseOtherCommand?: boolean;
+}
+
+/** Writes one run directory; nothing is visible under its final name before `commit()`. */
+export class RunDir {
+  readonly manifestName: string;
+  private partials: string[] = [];
+  private streams: NpyStreamWriter[] = [];
+  private files: Record<string, string> = {};
+  private shapes: Record<string, number[]> = {};
+  private committed = false;
+
+  constructor(
+    readonly dir: string,
+    readonly command: string,
+    opts: RunDirOptions = {},
+  ) {
+    this.manifestName = opts.manifest ?? `${command}.json`;
+    ensureDir(dir);
+    const existing = join(dir, this.manifestName);
+    if (opts.refuseOtherCommand && existsSync(existing)) {
+      let prev: { command?: string; kind?: string } = {};
+      try {
+        prev = JSON.parse(readFileSync(existing, 'utf8'));
+      } catch {
+        /* unreadable: overwritten below */
+      }
+      const was = prev.command ?? prev.kind;
+      if (was && was !== command) throw new UserError(`${dir}: already holds a ${was} run; choose another --out`);
+    }
+  }
+
+  path(name: string): string {
+    return join(this.dir, name);
+  }
+
+  private describe(name: string, about: string, shape?: readonly number[]): void {
+    this.files[name] = about;
+    if (shape) this.shapes[name.replace(/\.npy$/, '')] = [...shape];
+  }
+
+  private writePartial(name: string, data: string | Uint8Array): void {
+    const tmp = this.path(`${name}.partial`);
+    this.guard(name, () => writeFileSync(tmp, data));
+    this.partials.push(name);
+  }
+
+  private guard<T>(name: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      const msg = fsErrorMessage(e, this.path(name));
+      if (msg) {
+        this.abort();
+        throw new UserError(msg);
+      }
+      throw e;
+    }
+  }
+
+  npy(name: string, dtype: NpyDtype, shape: readonly number[], data: NpyInput, about: string): void {
+    this.guard(name, () => writeNpy(this.path(`${name}.partial`), dtype, shape, data));
+    this.partials.push(name);
+    this.describe(name, about, shape);
+  }
+
+  /** A streamed .npy (rows appended as batches finish); close it (or `closeRows`) before commit. */
+  npyStream(name: string, dtype: NpyDtype, shape: readonly number[], about: string): NpyStreamWriter {
+    const w = this.guard(name, () => NpyStreamWriter.create(this.path(`${name}.partial`), dtype, shape));
+    this.streams.push(w);
+    this.partials.push(name);
+    this.describe(name, about, shape);
+    return w;
+  }
+
+  /** Records the final shape of a streamed array closed with fewer rows. */
+  reshape(name: string, shape: readonly number[]): void {
+    this.shapes[name.replace(/\.npy$/, '')] = [...shape];
+  }
+
+  csv(name: string, rows: ReadonlyArray<ReadonlyArray<unknown>>, about: string): void {
+    this.writePartial(name, toCsv(rows as (string | number | null | undefined | boolean)[][]));
+    this.describe(name, about);
+  }
+
+  json(name: string, value: unknown, about: string): void {
+    this.writePartial(name, JSON.stringify(value, null, 1) + '\n');
+    this.describe(name, about);
+  }
+
+  bytes(name: string, data: Uint8Array, about: string): void {
+    this.writePartial(name, data);
+    this.describe(name, about);
+  }
+
+  /** A figure as `base.svg` and `base.png` (SVG rasterised at 144 dpi). */
+  async figure(base: string, svg: string, about: string): Promise<void> {
+    this.writePartial(`${base}.svg`, svg);
+    this.writePartial(`${base}.png`, await svgToPng(svg));
+    this.describe(`${base}.svg/.png`, about);
+  }
+
+  /** The manifest header for `model`, `options` and `inputs` (files and shapes as written so far). */
+  header(model: ModelInfo | null, options: Record<string, unknown>, inputs: unknown): ManifestHeader {
+    return { tool: { ...TOOL }, command: this.command, created: new Date().toISOString(), model, options, inputs, files: { ...this.files }, shapes: { ...this.shapes } };
+  }
+
+  /**
+   * Renames every file into place and writes the manifest last (header + the command's own
+   * fields). Returns the manifest's path.
+   */
+  commit(header: ManifestHeader, fields: Record<string, unknown> = {}): string {
+    for (const w of this.streams) w.close(); // no-op for writers already closed
+    this.streams = [];
+    const manifest = { ...header, files: { [this.manifestName]: 'this manifest', ...this.files }, shapes: { ...this.shapes }, ...fields };
+    for (const name of this.partials) this.guard(name, () => renameSync(this.path(`${name}.partial`), this.path(name)));
+    this.partials = [];
+    const tmp = this.path(`${this.manifestName}.partial`);
+    this.guard(this.manifestName, () => {
+      writeFileSync(tmp, JSON.stringify(manifest, null, 1) + '\n');
+      renameSync(tmp, this.path(this.manifestName));
+    });
+    this.committed = true;
+    return this.path(this.manifestName);
+  }
+
+  /** Removes every partial file (after an error upstream). */
+  abort(): void {
+    for (const w of this.streams) w.abort();
+    this.streams = [];
+    for (const name of this.partials) rmSync(this.path(`${name}.partial`), { force: true });
+    this.partials = [];
+  }
+
+  get isCommitted(): boolean {
+    return this.committed;
+  }
+}
