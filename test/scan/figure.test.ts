@@ -11,7 +11,8 @@ import { normaliseMap, overlayRgb, upsampleGrid } from '../../src/report/overlay
 import { modesFigure } from '../../src/report/figures/modes.js';
 import { parseModes } from '../../src/cli/figure.js';
 import { runCli } from './cli.js';
-import { assertScanGolden, writeImage } from './helpers.js';
+import { writeImage } from './helpers.js';
+import { assertGolden } from '../report/golden.js';
 import { loadSpec } from '../../src/arch/load.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-scan-fig-'));
@@ -52,12 +53,12 @@ test('modes figure layout (golden SVG): rows, labels, tiles, markers, captions',
     tiles: [0, 1, 2].map((r) => ({ href: r === 2 && m === 1 ? null : TILE, caption: `#${r} S ${(9 - r).toFixed(2)}`, qToken: 5 * r, kToken: r ? 3 : 0 })),
   }));
   const overlay = modesFigure({ title: 'vit: layer 3, head 5', subtitle: 'top images by S = max Q × max K of 100 images · LayerNorm output', rows, style: 'overlay', grid: [4, 4], note: 'indices 0-based' });
-  assertScanGolden('modes-overlay.svg', overlay);
+  assertGolden('modes-overlay.svg', overlay);
   assert.equal((overlay.match(/<image /g) ?? []).length, 5);
   assert.match(overlay, /L3 H5 M1 −/);
   assert.match(overlay, /unavailable/);
   const separate = modesFigure({ title: 'vit: layer 3, head 5', rows: rows.map((r) => ({ ...r, tiles: r.tiles.map((t) => ({ ...t, hrefKey: t.href })) })), style: 'separate', grid: [4, 4] });
-  assertScanGolden('modes-separate.svg', separate);
+  assertGolden('modes-separate.svg', separate);
   assert.equal((separate.match(/<image /g) ?? []).length, 10);
   assert.throws(() => modesFigure({ title: 'x', rows: [], style: 'overlay' }), /no rows/);
 });

@@ -78,22 +78,3 @@ export function dumpContent(dbPath: string): Record<string, unknown[]> {
     db.close();
   }
 }
-
-/**
- * Golden-file check for this suite's figures (test/scan/golden/NAME, as test/report/golden.ts
- * does for test/output/): written on first run or with QKSCOPE_UPDATE_GOLDEN=1, else compared.
- */
-export function assertScanGolden(name: string, actual: string): void {
-  const here = dirname(fileURLToPath(import.meta.url)); // dist/test/scan
-  const path = join(here, '..', '..', '..', 'test', 'scan', 'golden', name);
-  if (process.env.QKSCOPE_UPDATE_GOLDEN === '1' || !existsSync(path)) {
-    mkdirSync(dirname(path), { recursive: true });
-    writeFileSync(path, actual);
-    return;
-  }
-  const expected = readFileSync(path, 'utf8');
-  if (actual !== expected) {
-    const at = [...actual].findIndex((c, i) => c !== expected[i]);
-    assert.fail(`${name} differs from ${path} at character ${at}; rerun with QKSCOPE_UPDATE_GOLDEN=1 if the change is intended`);
-  }
-}
