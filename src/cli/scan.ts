@@ -6,24 +6,21 @@ import { parseLayers } from './embed.js';
 import { UserError } from '../errors.js';
 import { parseDevice } from '../runtime/device.js';
 import { resolveLayers, type LayerSelection } from '../runtime/vit-graph.js';
-import { runScan } from '../jobs/scan.js';
-import { progressReporter } from './progress.js';
+import { scanIntoDir } from '../jobs/scan.js';
 import { parseShard, shardPath } from '../images/shard.js';
 import { listImages } from '../images/sources.js';
 import { loadSpec } from '../arch/load.js';
+import { addImageRunOptions, addProgressOption, withJobContext, type ImageRunFlags } from './context.js';
 
-interface ScanFlags extends ModelFlags {
+interface ScanFlags extends ModelFlags, ImageRunFlags {
   out: string;
   top: number;
   layers?: LayerSelection;
-  batch: number;
   resume?: boolean;
   shard?: string;
   embedding: 'ln' | 'residual';
   imageColumn?: string;
-  device: string;
-  threads?: number;
-  progressEvery: number;
+  figures: boolean;
 }
 
 export function scanCommand(): Command {
@@ -34,14 +31,11 @@ export function scanCommand(): Command {
     .requiredOption('-o, --out <dir>', 'run directory (svd results + run.db); {shard} is replaced by the shard index')
     .addOption(new Option('--top <k>', 'images kept per (layer, head, mode, sign)').default(8).argParser(positiveInt('--top')))
     .addOption(new Option('--layers <list>', 'comma-separated 0-based layers to scan, or all').default('all').argParser(parseLayers))
-    .addOption(new Option('--batch <n>', 'images per forward pass').default(16).argParser(positiveInt('--batch')))
     .option('--resume', 'continue an interrupted scan in --out (same arguments)')
     .option('--shard <i/N>', 'scan shard i of N (0-based); auto/N or N takes i from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX')
     .addOption(new Option('--embedding <x>', 'project the LayerNorm output (ln, the space of the modes) or the residual stream before it (residual, as the official code)').choices(['ln', 'residual']).default('ln'))
     .option('--image-column <name>', 'Parquet column holding the images (default: detected)')
-    .addOption(new Option('--device <device>', 'cpu, or cuda (needs onnxruntime-node with its CUDA provider)').default('cpu'))
-    .addOption(new Option('--threads <n>', 'CPU threads per operator (default: onnxruntime chooses)').argParser(positiveInt('--threads')))
-    .addOption(new Option('--progress-every <n>', 'when stderr is not a terminal, print a progress line every n images').default(1000).argParser(positiveInt('--progress-every')))
+    .option('--no-figures', "skip the svd figures of the run directory (heatmap, heads)")
     .addHelpText(
       'after',
       '\nExamples:\n' +
@@ -49,8 +43,10 @@ export function scanCommand(): Command {
         '  qkscope scan facebook/dino-vitb16 imagenet-val/validation-{00000..00013}.parquet --out runs/dino --top 16\n' +
         '  qkscope scan ./my-vit shards/val-{000..063}.tar --out runs/s/shard-{shard} --shard auto/64   # in a job array\n' +
         '  qkscope merge runs/s/shard-* --out runs/merged\n' +
-        '\nKilled or interrupted scans continue with the same command plus --resume.\n',
+        '\nKilled or interrupted scans continue with the same command plus --resume. One process at a time writes a run directory.\n',
     );
+  addImageRunOptions(cmd);
+  addProgressOption(cmd, 1000);
   addModelOptions(cmd);
   cmd.action(async (model: string, images: string[], flags: ScanFlags) => {
     const device = parseDevice(flags.device);
@@ -61,40 +57,28 @@ export function scanCommand(): Command {
     for (const w of listing.warnings) process.stderr.write(`qkscope: warning: ${w}\n`);
     if (listing.ignored) process.stderr.write(`qkscope: ${listing.ignored} file${listing.ignored === 1 ? '' : 's'} in the folders ignored (not images, .tar or .parquet)\n`);
     const { spec, close } = await loadSpec(model, flags);
-    const control = { stop: false };
-    let signals = 0;
-    const onSignal = (sig: NodeJS.Signals) => {
-      signals++;
-      if (signals > 1) process.exit(130);
-      control.stop = true;
-      process.stderr.write(`\nqkscope: ${sig}: finishing the batch in flight (again to quit at once; nothing committed is lost)\n`);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    const reporter = progressReporter({ tty: process.stderr.isTTY === true, every: flags.progressEvery });
     try {
       const layers = resolveLayers(flags.layers ?? 'all', spec.layers, 'layers');
-      const r = await runScan(spec, {
-        outDir: out,
+      const setup = {
         listing,
         inputs: images,
         modelInput: existsSync(model) ? resolve(model) : model, // figures reload the model from here
         modelOptions: { revision: flags.revision, part: flags.part, numHeads: flags.numHeads },
+        shard,
+        figures: flags.figures,
+      };
+      const opts = {
         topK: flags.top,
         layers,
         batch: flags.batch,
-        resume: flags.resume,
-        shard,
         embedding: flags.embedding,
         device,
         threads: flags.threads,
         imageColumn: flags.imageColumn,
-        onProgress: (p) => reporter.update(p),
-        onNote: (m) => process.stderr.write(`qkscope: ${m}\n`),
-        control,
+        maxPixels: flags.maxPixels,
         batchDelayMs: process.env.QKSCOPE_SCAN_BATCH_DELAY_MS ? Number(process.env.QKSCOPE_SCAN_BATCH_DELAY_MS) : undefined,
-      });
-      reporter.stop();
+      };
+      const r = await withJobContext(flags, (ctx) => scanIntoDir(spec, out, setup, { ...opts, resume: flags.resume }, ctx), { signals: true });
       const shardText = shard.count > 1 ? ` (shard ${shard.index}/${shard.count})` : '';
       if (r.interrupted) {
         throw new UserError(`scan interrupted after ${r.done + r.skipped} of ${r.total} images${shardText}; continue with the same command plus --resume`, 130);
@@ -109,9 +93,6 @@ export function scanCommand(): Command {
         if (r.skipped > r.firstSkipped.length) process.stdout.write(`  ... and ${r.skipped - r.firstSkipped.length} more\n`);
       }
     } finally {
-      reporter.stop();
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
       await close();
     }
   });

@@ -54,13 +54,15 @@ export async function decodeWithSharp(input: string | Uint8Array, opts: DecodeOp
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   // ignoreIcc: Pillow does not colour-manage either, so pixel values match HF's. limitInputPixels
   // is libvips' own guard; the header check below gives the clearer message first.
-  const img = sharp(input, { failOn: 'error', ignoreIcc: true, limitInputPixels: Math.max(1, Math.floor(maxPixels)) });
-  const meta = await img.metadata();
+  // The header first (format and size, nothing decoded), without libvips' own pixel limit, so a
+  // bomb or a vector file is refused with a clear reason.
+  const meta = await sharp(input, { failOn: 'error', limitInputPixels: false }).metadata();
   if (meta.format && NOT_PHOTOS.has(meta.format)) throw new ImageDecodeError(`a ${meta.format.toUpperCase()} file is not a photo (vector and document formats are refused); give a JPEG, PNG or WebP`);
   const px = (meta.width ?? 0) * (meta.height ?? 0);
   if (px > maxPixels) {
     throw new ImageDecodeError(`${meta.width}×${meta.height} pixels exceeds the limit of ${fmtMp(maxPixels)} (raise it with --max-pixels if this is a real photo)`);
   }
+  const img = sharp(input, { failOn: 'error', ignoreIcc: true, limitInputPixels: Math.max(1, Math.floor(maxPixels)) });
   const cmyk = meta.space === 'cmyk';
   const oriented = img.rotate(); // EXIF orientation
   const out = cmyk

@@ -6,9 +6,9 @@
  */
 import { copyFileSync, existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type Database from 'better-sqlite3';
 import { UserError } from '../errors.js';
-import { IDENTITY_KEYS, ListIndex, SCHEMA_SQL, openScanDb, writeHeapState, writeMeta, writeTopkRows, decodeEntries, type ScanMeta } from '../store/scan-db.js';
+import { IDENTITY_KEYS, ListIndex, SCHEMA_SQL, ScanStore, openScanDb, sqliteErrorMessage, writeHeapState, writeMeta, writeTopkRows, decodeEntries, type ScanMeta } from '../store/scan-db.js';
+import { lockRunDir } from '../store/run-lock.js';
 import { VERSION } from '../version.js';
 import { writeScanSummary } from './scan.js';
 import { openRun, type ScanRun } from '../store/scan-run.js';
@@ -33,6 +33,8 @@ export function mergeScans(inputs: string[], outDir: string): MergeResult {
   const out = resolve(outDir);
   if (existsSync(join(out, 'run.db'))) throw new UserError(`${outDir}: already holds a run.db; choose another --out`);
   const runs: ScanRun[] = [];
+  let release: (() => void) | null = null;
+  let tmp: string | null = null;
   try {
     const seen = new Set<string>();
     for (const p of inputs) {
@@ -72,14 +74,16 @@ export function mergeScans(inputs: string[], outDir: string): MergeResult {
 
     // Output directory: the svd files of the first input, then run.db, summary.json last.
     ensureDir(out);
+    release = lockRunDir(out, 'merge');
+    if (existsSync(join(out, 'run.db'))) throw new UserError(`${outDir}: already holds a run.db; choose another --out`);
     for (const f of readdirSync(runs[0].dir)) {
       if (f.startsWith('run.db') || f === 'summary.json' || f.endsWith('.partial')) continue;
       const src = join(runs[0].dir, f);
       if (statSync(src).isFile()) copyFileSync(src, join(out, f));
     }
-    const tmp = join(out, 'run.db.partial');
+    tmp = join(out, 'run.db.partial');
     for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`]) rmSync(f, { force: true });
-    const db = openScanDb(tmp, { create: true });
+    const db = openScanDb(tmp, { create: true, journal: 'delete' });
     let done = 0;
     let skipped = 0;
     try {
@@ -135,15 +139,23 @@ export function mergeScans(inputs: string[], outDir: string): MergeResult {
       db.close();
     }
     renameSync(tmp, join(out, 'run.db'));
+    tmp = null;
     copyFileSync(join(runs[0].dir, 'summary.json'), join(out, 'summary.json'));
-    const outDb = openScanDb(join(out, 'run.db'));
+    const store = ScanStore.open(out);
     try {
-      writeScanSummary(out, outDb as Database.Database);
+      writeScanSummary(out, store.state());
     } finally {
-      outDb.close();
+      store.close();
     }
     return { outDir: out, inputs: runs.length, images: first.image_count, done, skipped };
+  } catch (e) {
+    // A failed merge (disk full) leaves no half-made database behind.
+    if (tmp) for (const f of [tmp, `${tmp}-journal`, `${tmp}-wal`, `${tmp}-shm`]) rmSync(f, { force: true });
+    const msg = sqliteErrorMessage(e, join(out, 'run.db'));
+    if (msg) throw new UserError(msg);
+    throw e;
   } finally {
     for (const r of runs) r.db.close();
+    release?.();
   }
 }

@@ -8,7 +8,9 @@
  * - data files (.npy, .csv, .json) and figures (.svg + .png) written to `NAME.partial` and
  *   renamed into place only at `commit()`, the manifest last: a directory whose manifest is
  *   there is complete, an interrupted one never looks complete;
- * - disk-full, quota and permission errors as one line naming the file (io/fs.ts).
+ * - disk-full, quota and permission errors as one line naming the file (io/fs.ts);
+ * - one writer at a time: the directory's lock (run-lock.ts) is held from construction to
+ *   commit or abort.
  */
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,6 +21,7 @@ import { NpyStreamWriter, writeNpy, type NpyDtype, type NpyInput } from '../io/n
 import { toCsv } from '../io/csv.js';
 import { svgToPng } from '../io/png.js';
 import { VERSION } from '../version.js';
+import { lockRunDir } from './run-lock.js';
 
 export const TOOL = { name: 'qkscope', version: VERSION } as const;
 
@@ -81,6 +84,7 @@ export class RunDir {
   private files: Record<string, string> = {};
   private shapes: Record<string, number[]> = {};
   private committed = false;
+  private readonly release: () => void;
 
   constructor(
     readonly dir: string,
@@ -89,6 +93,7 @@ export class RunDir {
   ) {
     this.manifestName = opts.manifest ?? `${command}.json`;
     ensureDir(dir);
+    this.release = lockRunDir(dir, command);
     const existing = join(dir, this.manifestName);
     if (opts.refuseOtherCommand && existsSync(existing)) {
       let prev: { command?: string; kind?: string } = {};
@@ -98,7 +103,10 @@ export class RunDir {
         /* unreadable: overwritten below */
       }
       const was = prev.command ?? prev.kind;
-      if (was && was !== command) throw new UserError(`${dir}: already holds a ${was} run; choose another --out`);
+      if (was && was !== command) {
+        this.release();
+        throw new UserError(`${dir}: already holds a ${was} run; choose another --out`);
+      }
     }
   }
 
@@ -193,6 +201,7 @@ export class RunDir {
       renameSync(tmp, this.path(this.manifestName));
     });
     this.committed = true;
+    this.release();
     return this.path(this.manifestName);
   }
 
@@ -202,6 +211,7 @@ export class RunDir {
     this.streams = [];
     for (const name of this.partials) rmSync(this.path(`${name}.partial`), { force: true });
     this.partials = [];
+    this.release();
   }
 
   get isCommitted(): boolean {

@@ -16,8 +16,13 @@
  *   progress(id = 1, total, done, skipped, batches, elapsed_s, updated)
  */
 import Database from 'better-sqlite3';
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { UserError } from '../errors.js';
-import { decodeEntries, type TopKLists } from '../analysis/topk.js';
+import { fsErrorMessage } from '../io/fs.js';
+import { ENTRY_BYTES, decodeEntries, type TopKLists } from '../analysis/topk.js';
+import type { CentreSums } from '../analysis/anisotropy.js';
 
 export const SCAN_SCHEMA_VERSION = 1;
 
@@ -87,15 +92,15 @@ export interface ScanMeta {
 /** Meta keys that must agree for resume and merge. */
 export const IDENTITY_KEYS = ['layers', 'embedding', 'top_k', 'image_size', 'image_count', 'image_list_sha256', 'modes_sha256', 'weights_sha256'] as const;
 
-export function openScanDb(path: string, opts: { readonly?: boolean; create?: boolean } = {}): Database.Database {
+export function openScanDb(path: string, opts: { readonly?: boolean; create?: boolean; journal?: 'wal' | 'delete' } = {}): Database.Database {
   let db: Database.Database;
   try {
     db = new Database(path, { readonly: !!opts.readonly, fileMustExist: !opts.create });
   } catch (e) {
-    throw new UserError(`${path}: cannot open the run database (${(e as Error).message})`);
+    throw new UserError(fsErrorMessage(e, path) ?? `${path}: cannot open the run database (${(e as Error).message})`);
   }
   if (!opts.readonly) {
-    db.pragma('journal_mode = WAL');
+    db.pragma(opts.journal === 'delete' ? 'journal_mode = DELETE' : 'journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
   }
   db.pragma('busy_timeout = 10000');
@@ -198,3 +203,322 @@ export function loadHeapState(db: Database.Database, lists: TopKLists, idx: List
 }
 
 export { decodeEntries };
+// ---------------------------------------------------------------------------------------------
+// The scan's store: creation (atomic), resume (verified), one transaction per batch.
+// ---------------------------------------------------------------------------------------------
+
+export const DB_NAME = 'run.db';
+
+/** SQLite errors a user can act on, as one line (disk full, read-only, corrupt). */
+export function sqliteErrorMessage(e: unknown, path: string): string | null {
+  const code = (e as { code?: string } | null)?.code ?? '';
+  if (code === 'SQLITE_FULL') return `${path}: the disk is full (SQLITE_FULL); free some space, then continue with --resume (nothing committed was lost)`;
+  if (code === 'SQLITE_READONLY' || code.startsWith('SQLITE_READONLY')) return `${path}: the database is read-only (${code}); check the permissions of the run directory`;
+  if (code === 'SQLITE_CANTOPEN') return `${path}: cannot open the database file (${code}); check the path and its permissions`;
+  if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') return `${path}: the run database is damaged (${code}); start the scan again in another --out`;
+  if (code.startsWith('SQLITE_IOERR')) return `${path}: input/output error while writing the database (${code}); check the disk (is it full?), then continue with --resume`;
+  return fsErrorMessage(e, path);
+}
+
+function guardSql<T>(path: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    const msg = sqliteErrorMessage(e, path);
+    if (msg) throw new UserError(msg);
+    throw e;
+  }
+}
+
+export interface ScanInit {
+  meta: Omit<ScanMeta, 'modes_sha256'>;
+  /** Per scanned (layer, head): σ, cosine, rel. gap per mode, and the float32 mode-major vectors. */
+  heads: { layer: number; head: number; sigma: ArrayLike<number>; cosine: ArrayLike<number>; relGap: ArrayLike<number>; u: Float32Array; v: Float32Array }[];
+  /** The images of this shard, with their global ids. */
+  images: { id: number; locator: string; kind: string; container: string; member: string | null }[];
+}
+
+export interface DoneImage {
+  id: number;
+  bytes: number | null;
+  sha256: string | null;
+  width: number | null;
+  height: number | null;
+  name: string | null;
+}
+
+export interface SkippedRow {
+  id: number;
+  bytes: number | null;
+  sha256: string | null;
+  name: string | null;
+  reason: string;
+}
+
+export interface BatchCommit {
+  done: DoneImage[];
+  skipped: SkippedRow[];
+  lists: TopKLists;
+  index: ListIndex;
+  centre: CentreSums;
+  /** Rewrite the `topk` rows of lists changed since the last sync. */
+  syncTopk: boolean;
+  elapsedSeconds: number;
+}
+
+export interface ScanProgressRow {
+  total: number;
+  done: number;
+  skipped: number;
+  batches: number;
+  elapsed_s: number;
+}
+
+export class ScanStore {
+  private readonly st: {
+    updImg: Database.Statement;
+    updAn: Database.Statement;
+    updProg: Database.Statement;
+  };
+
+  private constructor(
+    readonly dir: string,
+    readonly path: string,
+    readonly db: Database.Database,
+    readonly meta: ScanMeta,
+  ) {
+    this.st = {
+      updImg: db.prepare('UPDATE images SET bytes = ?, sha256 = ?, width = ?, height = ?, name = ?, status = ?, reason = ? WHERE id = ?'),
+      updAn: db.prepare('UPDATE anisotropy SET value = ?, n = ?, sums = ? WHERE layer = ?'),
+      updProg: db.prepare('UPDATE progress SET done = ?, skipped = ?, batches = ?, elapsed_s = ?, updated = ? WHERE id = 1'),
+    };
+  }
+
+  static pathIn(dir: string): string {
+    return join(dir, DB_NAME);
+  }
+
+  static exists(dir: string): boolean {
+    return existsSync(ScanStore.pathIn(dir));
+  }
+
+  /**
+   * Creates `dir/run.db` atomically: it is built as `run.db.partial` (rollback journal, one
+   * transaction), closed, and renamed; any failure (disk full) removes the partial files, so
+   * there is either no database or a complete one. The caller holds the directory's lock.
+   */
+  static create(dir: string, init: ScanInit, d: number): ScanStore {
+    const final = ScanStore.pathIn(dir);
+    const tmp = `${final}.partial`;
+    const clean = () => {
+      for (const f of [tmp, `${tmp}-journal`, `${tmp}-wal`, `${tmp}-shm`]) rmSync(f, { force: true });
+    };
+    clean();
+    try {
+      guardSql(final, () => {
+        const db = openScanDb(tmp, { create: true, journal: 'delete' });
+        try {
+          db.exec(SCHEMA_SQL);
+          db.transaction(() => {
+            const vec = db.prepare('INSERT INTO vectors (layer, head, u, v) VALUES (?, ?, ?, ?)');
+            const mode = db.prepare('INSERT INTO modes (layer, head, mode, sigma, cosine, rel_gap) VALUES (?, ?, ?, ?, ?, ?)');
+            for (const h of init.heads) {
+              vec.run(h.layer, h.head, f32Blob(h.u), f32Blob(h.v));
+              for (let n = 0; n < h.sigma.length; n++) mode.run(h.layer, h.head, n, h.sigma[n], h.cosine[n], h.relGap[n]);
+            }
+            const img = db.prepare('INSERT INTO images (id, path, source, container, member) VALUES (?, ?, ?, ?, ?)');
+            for (const e of init.images) img.run(e.id, e.locator, e.kind, e.container, e.member);
+            const an = db.prepare('INSERT INTO anisotropy (layer, value, n, sums) VALUES (?, NULL, 0, ?)');
+            for (const l of init.meta.layers) an.run(l, Buffer.alloc(d * 8));
+            db.prepare('INSERT INTO progress (id, total, done, skipped, batches, elapsed_s, updated) VALUES (1, ?, 0, 0, 0, 0, ?)').run(init.images.length, new Date().toISOString());
+            writeMeta(db, { ...init.meta, modes_sha256: '' });
+            writeMeta(db, { modes_sha256: vectorsHash(db) });
+          })();
+        } finally {
+          db.close();
+        }
+        renameSync(tmp, final);
+      });
+    } catch (e) {
+      clean();
+      throw e;
+    }
+    return ScanStore.open(dir);
+  }
+
+  /** Opens an existing run.db for writing (after `verify` on resume). */
+  static open(dir: string): ScanStore {
+    const path = ScanStore.pathIn(dir);
+    const db = guardSql(path, () => openScanDb(path));
+    try {
+      return new ScanStore(dir, path, db, readMeta(db, path));
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+  }
+
+  /**
+   * What is wrong with the database, or [] when it is sound: SQLite's own check, the schema
+   * version, and that images, progress, the top-k lists and the anisotropy sums agree.
+   */
+  verify(topK: number, d: number): string[] {
+    const db = this.db;
+    const problems: string[] = [];
+    const q = <T>(sql: string, ...args: unknown[]) => db.prepare(sql).get(...args) as T;
+    try {
+      const rows = db.pragma('quick_check') as { quick_check: string }[];
+      const bad = rows.map((r) => r.quick_check).filter((x) => x !== 'ok');
+      if (bad.length) return [`SQLite integrity check failed: ${bad.slice(0, 3).join('; ')}`];
+    } catch (e) {
+      return [`SQLite integrity check failed: ${(e as Error).message}`];
+    }
+    const prog = q<ScanProgressRow | undefined>('SELECT total, done, skipped, batches, elapsed_s FROM progress WHERE id = 1');
+    if (!prog) return ['the progress row is missing'];
+    const counts = q<{ n: number; done: number; skipped: number; pending: number; noreason: number }>(
+      "SELECT COUNT(*) AS n, SUM(status = 'done') AS done, SUM(status = 'skipped') AS skipped, SUM(status = 'pending') AS pending, SUM(status = 'skipped' AND (reason IS NULL OR reason = '')) AS noreason FROM images",
+    );
+    const range = this.meta.id_ranges.reduce((a, [s, e]) => a + (e - s), 0);
+    if (counts.n !== prog.total || counts.n !== range) problems.push(`${counts.n} image rows, but the progress row says ${prog.total} and the shard covers ${range} ids`);
+    if ((counts.done ?? 0) !== prog.done) problems.push(`${counts.done ?? 0} images marked done, but the progress row says ${prog.done}`);
+    if ((counts.skipped ?? 0) !== prog.skipped) problems.push(`${counts.skipped ?? 0} images marked skipped, but the progress row says ${prog.skipped}`);
+    if (counts.noreason) problems.push(`${counts.noreason} skipped image(s) without a reason`);
+    if (this.meta.status === 'complete' && counts.pending) problems.push(`marked complete with ${counts.pending} images pending`);
+    const idx = new ListIndex(this.meta.layers, this.meta.model.heads, this.meta.model.head_dim);
+    const nv = q<{ n: number }>('SELECT COUNT(*) AS n FROM vectors').n;
+    if (nv !== this.meta.layers.length * this.meta.model.heads) problems.push(`${nv} head vector rows, expected ${this.meta.layers.length * this.meta.model.heads}`);
+    const doneIds = new Set((db.prepare("SELECT id FROM images WHERE status = 'done'").all() as { id: number }[]).map((r) => r.id));
+    let lists = 0;
+    let badLists = 0;
+    let strangers = 0;
+    let unordered = 0;
+    for (const r of db.prepare('SELECT layer, head, mode, sign, entries FROM heap_state').iterate() as IterableIterator<{ layer: number; head: number; mode: number; sign: number; entries: Buffer | null }>) {
+      lists++;
+      if (!r.entries || r.entries.length % ENTRY_BYTES !== 0 || r.entries.length / ENTRY_BYTES > topK || !this.meta.layers.includes(r.layer)) {
+        badLists++;
+        continue;
+      }
+      const es = decodeEntries(r.entries);
+      for (let i = 0; i < es.length; i++) {
+        if (!doneIds.has(es[i].id)) strangers++;
+        if (!Number.isFinite(es[i].score) || (i > 0 && es[i].score > es[i - 1].score)) unordered++;
+      }
+    }
+    if (lists > idx.size) problems.push(`${lists} top-k lists, at most ${idx.size} possible`);
+    if (badLists) problems.push(`${badLists} top-k list(s) empty, malformed or longer than --top ${topK}`);
+    if (strangers) problems.push(`${strangers} top-k entries name images that are not marked done`);
+    if (unordered) problems.push(`${unordered} top-k entries are out of order or not finite`);
+    if (this.meta.modes_sha256 && vectorsHash(db) !== this.meta.modes_sha256) problems.push('the stored mode vectors do not match their checksum');
+    for (const a of db.prepare('SELECT layer, n, sums FROM anisotropy').all() as { layer: number; n: number; sums: Buffer | null }[]) {
+      if (!a.sums || a.sums.length !== d * 8) problems.push(`anisotropy sums of layer ${a.layer} are malformed`);
+      else if (a.n > prog.done) problems.push(`anisotropy of layer ${a.layer} counts ${a.n} images, but only ${prog.done} are done`);
+    }
+    return problems;
+  }
+
+  progress(): ScanProgressRow {
+    return this.db.prepare('SELECT total, done, skipped, batches, elapsed_s FROM progress WHERE id = 1').get() as ScanProgressRow;
+  }
+
+  pendingIds(): number[] {
+    return (this.db.prepare("SELECT id FROM images WHERE status = 'pending' ORDER BY id").all() as { id: number }[]).map((r) => r.id);
+  }
+
+  /** The head vectors as stored (float32, mode-major). */
+  vectors(): Map<string, { u: Float32Array; v: Float32Array }> {
+    const m = new Map<string, { u: Float32Array; v: Float32Array }>();
+    for (const r of this.db.prepare('SELECT layer, head, u, v FROM vectors').iterate() as IterableIterator<{ layer: number; head: number; u: Buffer; v: Buffer }>) {
+      m.set(`${r.layer}/${r.head}`, { u: blobF32(r.u), v: blobF32(r.v) });
+    }
+    return m;
+  }
+
+  loadLists(lists: TopKLists, index: ListIndex): void {
+    loadHeapState(this.db, lists, index);
+  }
+
+  loadCentre(centre: CentreSums, layers: number[]): void {
+    for (const r of this.db.prepare('SELECT layer, n, sums FROM anisotropy').all() as { layer: number; n: number; sums: Buffer }[]) {
+      const li = layers.indexOf(r.layer);
+      if (li >= 0) centre.load(li, r.n, r.sums);
+    }
+  }
+
+  setMeta(values: Partial<ScanMeta>): void {
+    guardSql(this.path, () => writeMeta(this.db, values));
+  }
+
+  /** One batch, one transaction: image rows, changed lists, anisotropy sums, progress. */
+  commit(b: BatchCommit): void {
+    guardSql(this.path, () =>
+      this.db.transaction(() => {
+        const prog = this.progress();
+        let done = prog.done;
+        let skipped = prog.skipped;
+        for (const img of b.done) {
+          this.st.updImg.run(img.bytes, img.sha256, img.width, img.height, img.name, 'done', null, img.id);
+          done++;
+        }
+        for (const s of b.skipped) {
+          this.st.updImg.run(s.bytes, s.sha256, null, null, s.name, 'skipped', s.reason || 'unknown reason', s.id);
+          skipped++;
+        }
+        writeHeapState(this.db, b.lists, b.index, b.lists.takeDirty(0));
+        b.centre.flush();
+        this.meta.layers.forEach((l, li) => this.st.updAn.run(b.centre.value(li), b.centre.n[li], b.centre.blob(li), l));
+        if (b.syncTopk) writeTopkRows(this.db, b.lists, b.index, b.lists.takeDirty(1));
+        this.st.updProg.run(done, skipped, prog.batches + 1, b.elapsedSeconds, new Date().toISOString());
+      })(),
+    );
+  }
+
+  /** Last rows, and the status once no image is pending; WAL folded into the database file. */
+  finish(lists: TopKLists, index: ListIndex): { complete: boolean } {
+    return guardSql(this.path, () => {
+      const left = (this.db.prepare("SELECT COUNT(*) AS c FROM images WHERE status = 'pending'").get() as { c: number }).c;
+      const complete = left === 0;
+      this.db.transaction(() => {
+        writeTopkRows(this.db, lists, index, lists.takeDirty(1));
+        if (complete) writeMeta(this.db, { status: 'complete' });
+      })();
+      if (complete) this.meta.status = 'complete';
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+      return { complete };
+    });
+  }
+
+  /** What summary.json's scan section is made of. */
+  state(): { meta: ScanMeta; anisotropy: { layer: number; value: number | null; n: number }[]; progress: ScanProgressRow } {
+    return { meta: this.meta, anisotropy: this.db.prepare('SELECT layer, value, n FROM anisotropy ORDER BY layer').all() as { layer: number; value: number | null; n: number }[], progress: this.progress() };
+  }
+
+  skippedRows(limit: number): { id: number; path: string; reason: string }[] {
+    return this.db.prepare("SELECT id, path, reason FROM images WHERE status = 'skipped' ORDER BY id LIMIT ?").all(limit) as { id: number; path: string; reason: string }[];
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+export function f32Blob(a: Float32Array): Buffer {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+}
+
+export function blobF32(b: Buffer): Float32Array {
+  const out = new Float32Array(b.length / 4);
+  new Uint8Array(out.buffer).set(b);
+  return out;
+}
+
+/** sha256 of the stored head vectors: identifies the modes on resume and merge. */
+export function vectorsHash(db: Database.Database): string {
+  const h = createHash('sha256');
+  for (const r of db.prepare('SELECT layer, head, u, v FROM vectors ORDER BY layer, head').iterate() as IterableIterator<{ layer: number; head: number; u: Buffer; v: Buffer }>) {
+    h.update(`${r.layer}/${r.head}\n`);
+    h.update(r.u);
+    h.update(r.v);
+  }
+  return h.digest('hex');
+}
+

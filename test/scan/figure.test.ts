@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { makeLayoutWeights, writeModel } from '../fixtures/models.js';
 import { listImages } from '../../src/images/sources.js';
-import { runScan } from '../../src/jobs/scan.js';
+import { scanIntoDir } from '../../src/jobs/scan.js';
 import { normaliseMap, overlayRgb, upsampleGrid } from '../../src/report/overlay.js';
 import { modesFigure } from '../../src/report/figures/modes.js';
 import { parseModes } from '../../src/cli/figure.js';
@@ -70,7 +70,7 @@ test('figure modes from a scan: PNG and SVG, warnings for changed and missing im
   const out = join(root, 'run');
   const { spec, close } = await loadSpec(model, {});
   try {
-    await runScan(spec, { outDir: out, listing: await listImages([imgs]), inputs: [imgs], modelInput: model, topK: 3, batch: 4 });
+    await scanIntoDir(spec, out, { listing: await listImages([imgs]), inputs: [imgs], modelInput: model }, { topK: 3, batch: 4 });
   } finally {
     await close();
   }

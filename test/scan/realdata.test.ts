@@ -9,13 +9,14 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { HAVE_SHARED, REAL_IMAGES, REAL_VIT_TINY } from '../helpers/paths.js';
 import { listImages } from '../../src/images/sources.js';
-import { runScan } from '../../src/jobs/scan.js';
-import { runEmbedJob } from '../../src/jobs/embed.js';
+import { scanIntoDir } from '../../src/jobs/scan.js';
+import { runEmbed, writeEmbed } from '../../src/jobs/embed.js';
 import { preprocessFor } from '../../src/images/preprocess.js';
 import { readNpy } from '../../src/io/npy.js';
 import { bruteList } from './brute.js';
 import { loadSpec } from '../../src/arch/load.js';
-import { ImageFiles } from '../../src/images/source.js';
+import { ListingSource } from '../../src/images/source.js';
+import { fileListing } from '../../src/images/sources.js';
 
 const skip = HAVE_SHARED ? false : 'needs ../shared (real ViT-Tiny and ImageNet sample)';
 
@@ -32,10 +33,10 @@ test('real ViT-Tiny on ImageNet photos: scan lists equal brute force (layers 0, 
     const { spec, close } = await loadSpec(REAL_VIT_TINY, {});
     try {
       const out = join(root, 'run');
-      const r = await runScan(spec, { outDir: out, listing, inputs: files, modelInput: REAL_VIT_TINY, topK: 3, layers, batch: 10 });
+      const r = await scanIntoDir(spec, out, { listing, inputs: files, modelInput: REAL_VIT_TINY }, { topK: 3, layers, batch: 10 });
       assert.deepEqual(r.routes, ['fast', 'fast', 'fast']);
       const { pp, options } = preprocessFor(spec);
-      await runEmbedJob(spec, new ImageFiles(files, pp, options), { outDir: join(root, 'emb'), layers, batch: 10 });
+      await writeEmbed(await runEmbed(spec, new ListingSource(fileListing(files), pp, options), { layers, batch: 10 }), join(root, 'emb'));
       const ln = readNpy(join(root, 'emb', 'ln.npy'));
       const U = readNpy(join(out, 'U.npy'));
       const V = readNpy(join(out, 'V.npy'));

@@ -7,14 +7,14 @@ import Database from 'better-sqlite3';
 import { makeLayoutWeights, writeModel } from '../fixtures/models.js';
 import { plantHead } from '../cli/planted.js';
 import { listImages } from '../../src/images/sources.js';
-import { runScan } from '../../src/jobs/scan.js';
-import { runEmbedJob } from '../../src/jobs/embed.js';
+import { scanIntoDir } from '../../src/jobs/scan.js';
+import { runEmbed, writeEmbed } from '../../src/jobs/embed.js';
 import { preprocessFor } from '../../src/images/preprocess.js';
 import { readNpy } from '../../src/io/npy.js';
 import { bruteList } from './brute.js';
 import { writeImage, dumpContent } from './helpers.js';
 import { loadSpec } from '../../src/arch/load.js';
-import { ImageFiles } from '../../src/images/source.js';
+import { ListingSource } from '../../src/images/source.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-scan-'));
 test.after(() => rmSync(root, { recursive: true, force: true }));
@@ -40,9 +40,8 @@ const ready = (async () => {
   const listing = await listImages([imgDir]);
   const { spec, close } = await loadSpec(model, {});
   const { pp, options } = preprocessFor(spec);
-  const paths = listing.entries.map((e) => e.container);
   const emb = join(root, 'embed');
-  await runEmbedJob(spec, new ImageFiles(paths, pp, options), { outDir: emb, layers: 'all', batch: 7 });
+  await writeEmbed(await runEmbed(spec, new ListingSource(listing, pp, options), { layers: 'all', batch: 7 }), emb);
   await close();
   return { listing, ln: readNpy(join(emb, 'ln.npy')), residual: readNpy(join(emb, 'residual.npy')) };
 })();
@@ -52,7 +51,7 @@ async function scan(name: string, opts: { embedding?: 'ln' | 'residual'; directO
   const { spec, close } = await loadSpec(model, {});
   try {
     const out = join(root, name);
-    const r = await runScan(spec, { outDir: out, listing, inputs: [imgDir], modelInput: model, topK: K, batch: opts.batch ?? 5, embedding: opts.embedding, directOnly: opts.directOnly });
+    const r = await scanIntoDir(spec, out, { listing, inputs: [imgDir], modelInput: model }, { topK: K, batch: opts.batch ?? 5, embedding: opts.embedding, directOnly: opts.directOnly });
     return { r, out };
   } finally {
     await close();
