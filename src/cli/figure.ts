@@ -1,26 +1,24 @@
 import { Command, Option } from 'commander';
-import { writeFileSync } from 'node:fs';
-import { dirname, extname } from 'node:path';
+import { extname } from 'node:path';
 import { addModelOptions, positiveInt, type ModelFlags } from './model-options.js';
 import { UserError } from '../errors.js';
 import { parseDevice } from '../runtime/device.js';
-import { modesFigureSvg } from '../jobs/figure-modes.js';
+import { runModesFigure, writeModesFigure } from '../jobs/figure-modes.js';
+import { MAP_NORMALIZATIONS, type MapNormalization } from '../report/overlay.js';
+import { addImageRunOptions, addProgressOption, withJobContext, type ImageRunFlags } from './context.js';
 import { openRun, parseSign } from '../store/scan-run.js';
-import { ensureDir } from '../io/fs.js';
 import { loadSpec } from '../arch/load.js';
-import { svgToPng } from '../io/png.js';
 
-interface ModesFlags extends ModelFlags {
+interface ModesFlags extends ModelFlags, ImageRunFlags {
   layer: number;
   head: number;
   modes: string;
   sign: string;
   style: 'overlay' | 'separate';
+  normalize: MapNormalization;
   images?: number;
   model?: string;
   out: string;
-  device: string;
-  threads?: number;
 }
 
 function index(flag: string) {
@@ -55,12 +53,17 @@ function modesCommand(): Command {
     .option('--modes <list>', '0-based modes: 0-9, 0,3,5 (modes past the last are dropped)', '0-9')
     .option('--sign <s>', '+ (u, v), - (−u, −v) or both (two rows per mode)', '+')
     .addOption(new Option('--style <style>', 'overlay: both maps on one image; separate: side by side (official code)').choices(['overlay', 'separate']).default('overlay'))
+    .addOption(
+      new Option('--normalize <how>', 'map scaling: percentile (per image, median → 99th percentile: grouping modes stay readable), image (positive part ÷ image max), row (÷ max over the row)')
+        .choices([...MAP_NORMALIZATIONS])
+        .default('percentile'),
+    )
     .addOption(new Option('--images <n>', 'images per row (default: all the scan kept)').argParser(positiveInt('--images')))
     .option('--model <model>', 'the scanned model, if it moved since the scan (default: as recorded in run.db)')
-    .requiredOption('-o, --out <file>', 'FILE.png or FILE.svg')
-    .addOption(new Option('--device <device>', 'cpu, or cuda').default('cpu'))
-    .addOption(new Option('--threads <n>', 'CPU threads per operator').argParser(positiveInt('--threads')))
+    .requiredOption('-o, --out <file>', 'FILE.png or FILE.svg (both are written, with FILE.json listing the images)')
     .addHelpText('after', '\nExample:\n  qkscope figure modes runs/vit-b16-scan --layer 3 --head 5 --modes 0-9 --sign both --out l3h5.png\n');
+  addImageRunOptions(cmd);
+  addProgressOption(cmd);
   addModelOptions(cmd);
   cmd.action(async (runDir: string, flags: ModesFlags) => {
     const ext = extname(flags.out).toLowerCase();
@@ -79,20 +82,11 @@ function modesCommand(): Command {
         numHeads: flags.numHeads ?? m.options?.numHeads,
       });
       try {
-        const { svg, tiles } = await modesFigureSvg(run, spec, {
-          layer: flags.layer,
-          head: flags.head,
-          modes,
-          sign,
-          style: flags.style,
-          images: flags.images,
-          device,
-          threads: flags.threads,
-          warn: (msg) => process.stderr.write(`qkscope: warning: ${msg}\n`),
-        });
-        ensureDir(dirname(flags.out));
-        writeFileSync(flags.out, ext === '.svg' ? svg : await svgToPng(svg));
-        process.stdout.write(`L${flags.layer} H${flags.head}: ${modes.length} mode${modes.length === 1 ? '' : 's'}, ${tiles} images; wrote ${flags.out}\n`);
+        const r = await withJobContext(flags, (ctx) =>
+          runModesFigure(run, spec, { layer: flags.layer, head: flags.head, modes, sign, style: flags.style, images: flags.images, normalize: flags.normalize, batch: flags.batch, device, threads: flags.threads }, ctx),
+        );
+        const files = await writeModesFigure(r, flags.out);
+        process.stdout.write(`L${flags.layer} H${flags.head}: ${modes.length} mode${modes.length === 1 ? '' : 's'}, ${r.tiles} images; wrote ${files.join(', ')}\n`);
       } finally {
         await close();
       }

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { UserError } from '../errors.js';
-import { checkMode, modeInfo, openRun, parseSign, topList, type RankedImage } from '../store/scan-run.js';
+import { openRun, parseSign } from '../store/scan-run.js';
+import { runTop } from '../jobs/top.js';
 
 interface TopFlags {
   layer: number;
@@ -31,63 +32,27 @@ export function topCommand(): Command {
     .action((run: string, flags: TopFlags) => {
       const r = openRun(run);
       try {
-        checkMode(r, flags.layer, flags.head, flags.mode);
-        const s = parseSign(flags.sign);
-        const signs: (1 | -1)[] = s === 'both' ? [1, -1] : [s];
-        const info = modeInfo(r, flags.layer, flags.head, flags.mode);
-        const prog = r.db.prepare('SELECT total, done, skipped FROM progress').get() as { total: number; done: number; skipped: number };
-        const [, cols] = r.meta.patch_grid;
-        const lists = signs.map((sign) => ({ sign, entries: topList(r, flags.layer, flags.head, flags.mode, sign) }));
+        const t = runTop(r, { layer: flags.layer, head: flags.head, mode: flags.mode, sign: parseSign(flags.sign) });
         if (flags.json) {
-          const out = {
-            run: r.dir,
-            layer: flags.layer,
-            head: flags.head,
-            mode: flags.mode,
-            index_base: 0,
-            sigma: info.sigma,
-            cosine: info.cosine,
-            anisotropy: info.anisotropy,
-            relative_cosine: info.anisotropy === null ? null : info.cosine - info.anisotropy,
-            embedding: r.meta.embedding,
-            status: r.meta.status,
-            images: prog,
-            patch_grid: r.meta.patch_grid,
-            lists: lists.map((l) => ({
-              sign: l.sign > 0 ? '+' : '-',
-              entries: l.entries.map((e: RankedImage) => ({
-                rank: e.rank,
-                score: e.score,
-                qmax: e.qmax,
-                kmax: e.kmax,
-                q_token: e.qToken,
-                k_token: e.kToken,
-                q_mean: e.qMean,
-                k_mean: e.kMean,
-                q_top5: e.qTop5,
-                k_top5: e.kTop5,
-                image_id: e.id,
-                path: e.path,
-              })),
-            })),
-          };
-          process.stdout.write(JSON.stringify(out, null, 1) + '\n');
+          process.stdout.write(JSON.stringify(t, null, 1) + '\n');
           return;
         }
-        const rel = info.anisotropy === null ? '' : ` (relative ${(info.cosine - info.anisotropy).toFixed(3)})`;
+        const rel = t.relative_cosine === null ? '' : ` (relative ${t.relative_cosine.toFixed(3)})`;
         process.stdout.write(
-          `L${flags.layer} H${flags.head} M${flags.mode}: cosine ${info.cosine.toFixed(3)}${rel}, σ ${info.sigma.toPrecision(4)}; ` +
-            `${prog.done} images scanned${r.meta.status === 'complete' ? '' : ' so far (scan not complete)'}; indices 0-based, tokens as patch index (row, col)\n`,
+          `L${t.layer} H${t.head} M${t.mode}: cosine ${t.cosine.toFixed(3)}${rel}, σ ${t.sigma.toPrecision(4)}; ` +
+            `${t.images.done} images scanned${t.status === 'complete' ? '' : ' so far (scan not complete)'}; indices 0-based, tokens as patch index (row, col)\n`,
         );
-        const tok = (t: number) => `${t} (${Math.floor(t / cols)},${t % cols})`;
-        for (const l of lists) {
-          process.stdout.write(`\nsign ${l.sign > 0 ? '+' : '-'}  (score = max ${l.sign > 0 ? '' : '−'}Q × max ${l.sign > 0 ? '' : '−'}K)\n`);
-          const rows = [['rank', 'score', 'qmax', 'kmax', 'q_token', 'k_token', 'id', 'image']];
-          for (const e of l.entries) rows.push([String(e.rank), e.score.toPrecision(6), e.qmax.toPrecision(5), e.kmax.toPrecision(5), tok(e.qToken), tok(e.kToken), String(e.id), e.path]);
+        const cols = t.patch_grid[1];
+        const tok = (x: number) => `${x} (${Math.floor(x / cols)},${x % cols})`;
+        for (const l of t.lists) {
+          const neg = l.sign === '-' ? '−' : '';
+          process.stdout.write(`\nsign ${l.sign}  (score = max ${neg}Q × max ${neg}K)\n`);
           if (l.entries.length === 0) {
             process.stdout.write('  (no images yet)\n');
             continue;
           }
+          const rows = [['rank', 'score', 'qmax', 'kmax', 'q_token', 'k_token', 'id', 'image']];
+          for (const e of l.entries) rows.push([String(e.rank), e.score.toPrecision(6), e.qmax.toPrecision(5), e.kmax.toPrecision(5), tok(e.q_token), tok(e.k_token), String(e.image_id), e.path]);
           const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
           for (const row of rows) process.stdout.write('  ' + row.map((x, c) => (c === row.length - 1 ? x : c < 4 ? x.padStart(widths[c]) : x.padEnd(widths[c]))).join('  ') + '\n');
         }

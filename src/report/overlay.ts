@@ -58,3 +58,52 @@ export function overlayRgb(rgb: Uint8Array, width: number, height: number, q: Fl
   }
   return out;
 }
+
+/**
+ * How a map is scaled to [0, 1] for drawing (one convention for the CLI figures, the explorer
+ * and the exported site; docs/method.md §6):
+ * - `percentile` (default): per image, from max(0, median) to the 99th percentile, clipped, so
+ *   modes that are positive almost everywhere (grouping modes) still show where they peak;
+ * - `image`: per image, the positive part divided by the maximum;
+ * - `row`: the positive part divided by the maximum over all the maps given (one mode's row).
+ */
+export type MapNormalization = 'percentile' | 'image' | 'row';
+export const MAP_NORMALIZATIONS: readonly MapNormalization[] = ['percentile', 'image', 'row'];
+
+export interface MapScale {
+  lo: number;
+  hi: number;
+}
+
+/** The p-quantile (0..1) of values, linear interpolation between order statistics (numpy's default). */
+export function quantile(values: ArrayLike<number>, p: number): number {
+  const a = Float64Array.from(values).sort();
+  if (a.length === 0) return NaN;
+  const pos = p * (a.length - 1);
+  const i = Math.floor(pos);
+  return i + 1 < a.length ? a[i] + (a[i + 1] - a[i]) * (pos - i) : a[i];
+}
+
+/** The scale of each map under a normalisation. */
+export function mapScales(maps: ArrayLike<number>[], how: MapNormalization = 'percentile'): MapScale[] {
+  const max = (m: ArrayLike<number>) => {
+    let x = -Infinity;
+    for (let i = 0; i < m.length; i++) if (m[i] > x) x = m[i];
+    return x;
+  };
+  if (how === 'row') {
+    const hi = Math.max(0, ...maps.map(max));
+    return maps.map(() => ({ lo: 0, hi }));
+  }
+  if (how === 'image') return maps.map((m) => ({ lo: 0, hi: Math.max(0, max(m)) }));
+  return maps.map((m) => ({ lo: Math.max(0, quantile(m, 0.5)), hi: quantile(m, 0.99) }));
+}
+
+/** (v − lo) / (hi − lo) clipped to [0, 1]; all zero when hi ≤ lo. */
+export function scaleMap(map: ArrayLike<number>, s: MapScale): Float64Array {
+  const out = new Float64Array(map.length);
+  const span = s.hi - s.lo;
+  if (!(span > 0)) return out;
+  for (let i = 0; i < map.length; i++) out[i] = Math.min(1, Math.max(0, (map[i] - s.lo) / span));
+  return out;
+}

@@ -70,3 +70,55 @@ export function modeInfo(r: ScanRun, layer: number, head: number, mode: number):
   const a = r.db.prepare('SELECT value FROM anisotropy WHERE layer = ?').get(layer) as { value: number | null } | undefined;
   return { sigma: m?.sigma ?? NaN, cosine: m?.cosine ?? NaN, relGap: m?.rel_gap ?? NaN, anisotropy: a?.value ?? null };
 }
+
+/** σ of every scanned mode, keyed `layer/head/mode`. */
+export function modeSigmas(r: Pick<ScanRun, 'db'>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of r.db.prepare('SELECT layer, head, mode, sigma FROM modes').all() as { layer: number; head: number; mode: number; sigma: number }[]) out.set(`${m.layer}/${m.head}/${m.mode}`, m.sigma);
+  return out;
+}
+
+/** u_n, v_n of every scanned head, keyed `layer/head`: float32 mode-major [d_h, d] (row n is u_n / v_n). */
+export function headVectors(r: Pick<ScanRun, 'db'>): Map<string, { u: Float32Array; v: Float32Array }> {
+  const f32 = (b: Buffer) => new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  const out = new Map<string, { u: Float32Array; v: Float32Array }>();
+  for (const h of r.db.prepare('SELECT layer, head, u, v FROM vectors').all() as { layer: number; head: number; u: Buffer; v: Buffer }[]) out.set(`${h.layer}/${h.head}`, { u: f32(h.u), v: f32(h.v) });
+  return out;
+}
+
+export interface TopImageRow {
+  layer: number;
+  head: number;
+  mode: number;
+  /** Image id in the run. */
+  id: number;
+  path: string;
+  source: string;
+  container: string;
+  member: string | null;
+  /** The original file name where the container keeps one (Parquet). */
+  name: string | null;
+}
+
+/** Every (mode, image) among the first `top` entries of each mode's positive-sign top list, by image id. */
+export function topImageRows(r: Pick<ScanRun, 'db'>, top: number): TopImageRow[] {
+  return r.db
+    .prepare(
+      'SELECT t.layer, t.head, t.mode, t.image_id AS id, i.path AS path, i.source AS source, i.container AS container, i.member AS member, i.name AS name ' +
+        'FROM topk t JOIN images i ON i.id = t.image_id WHERE t.sign > 0 AND t.rank < ? ORDER BY t.image_id, t.layer, t.head, t.mode',
+    )
+    .all(top) as TopImageRow[];
+}
+
+/** u_n, v_n of one scanned head: float32 mode-major [d_h, d]. */
+export function headVectorPair(r: Pick<ScanRun, 'db'>, layer: number, head: number): { u: Float32Array; v: Float32Array } {
+  const row = r.db.prepare('SELECT u, v FROM vectors WHERE layer = ? AND head = ?').get(layer, head) as { u: Buffer; v: Buffer } | undefined;
+  if (!row) throw new UserError(`run.db: no vectors for layer ${layer} head ${head}`);
+  const f32 = (b: Buffer) => new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  return { u: f32(row.u), v: f32(row.v) };
+}
+
+/** Images done, skipped and in all, from the progress row. */
+export function scanProgress(r: Pick<ScanRun, 'db'>): { total: number; done: number; skipped: number } {
+  return r.db.prepare('SELECT total, done, skipped FROM progress').get() as { total: number; done: number; skipped: number };
+}

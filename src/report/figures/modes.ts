@@ -14,6 +14,8 @@ export interface ModesTile {
   /** Key map (style 'separate'). */
   hrefKey?: string | null;
   caption?: string;
+  /** The image's name (class or file stem), drawn above the caption. */
+  name?: string;
   /** Patch index (raster order) of the maxima, for the markers. */
   qToken?: number;
   kToken?: number;
@@ -49,7 +51,7 @@ export function modesFigure(input: ModesFigureInput): string {
   const margin = 12;
   const gap = 6;
   const pairGap = 2;
-  const captionH = 13;
+  const captionH = input.rows.some((r) => r.tiles.some((t) => t.name)) ? 25 : 13;
   const rowGap = 10;
   const labelW = Math.max(110, ...input.rows.map((r) => Math.max(textWidth(r.label, 12, true), ...r.lines.map((l) => textWidth(l, 10))) + 12));
   const perImage = input.style === 'separate' ? 2 * T + pairGap : T;
@@ -112,7 +114,12 @@ export function modesFigure(input: ModesFigureInput): string {
           else fig.raw(marker(x0, y, t.qToken, Q_COLOUR) + marker(x0, y, t.kToken, K_COLOUR));
         }
       }
-      if (t.caption) fig.raw(svgText(x0 + perImage / 2, y + T + 10, t.caption, { size: 9, anchor: 'middle', fill: '#333' }));
+      let cy = y + T + 10;
+      if (t.name) {
+        fig.raw(svgText(x0 + perImage / 2, cy, fitText(t.name, perImage, 9), { size: 9, anchor: 'middle', fill: '#000' }));
+        cy += 12;
+      }
+      if (t.caption) fig.raw(svgText(x0 + perImage / 2, cy, t.caption, { size: 9, anchor: 'middle', fill: '#555' }));
     });
     if (row.tiles.length === 0) fig.raw(svgText(margin + labelW, y + T / 2, 'no images', { size: 10, fill: '#777', baseline: 'middle' }));
     y += Math.max(T + captionH, 28 + row.lines.length * 13) + rowGap;
@@ -129,4 +136,12 @@ export function modesFigure(input: ModesFigureInput): string {
     input.note ? textWidth(input.note, 9) + 2 * margin : 0,
   );
   return fig.toSvg(width, y + margin - rowGap);
+}
+
+/** `text`, shortened with an ellipsis to fit `width` px at `size`. */
+function fitText(text: string, width: number, size: number): string {
+  if (textWidth(text, size) <= width) return text;
+  let t = text;
+  while (t.length > 1 && textWidth(`${t}…`, size) > width) t = t.slice(0, -1);
+  return `${t}…`;
 }
