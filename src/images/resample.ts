@@ -95,11 +95,25 @@ function clip8(v: number): number {
   return x < 0 ? 0 : x > 255 ? 255 : x;
 }
 
+/** The part [x0, x1) × [y0, y1) of the resized image to compute (a centre crop needs only it). */
+export interface Region {
+  x0: number;
+  y0: number;
+  x1: number;
+  y1: number;
+}
+
 /**
- * Pillow-exact resize of an interleaved 8-bit image (`channels` per pixel) to outW x outH.
+ * Pillow-exact resize of an interleaved 8-bit image (`channels` per pixel) to outW x outH, or
+ * only `region` of it: each output pixel depends only on its own coefficients, so computing the
+ * cropped part alone gives the same bytes as resizing everything and cropping (and the
+ * horizontal pass then runs only over the input rows the vertical pass reads).
  */
-export function pilResizeU8(src: Uint8Array, w: number, h: number, channels: number, outW: number, outH: number, filter: PilFilter): Uint8Array {
-  if (outW === w && outH === h) return src.slice();
+export function pilResizeU8(src: Uint8Array, w: number, h: number, channels: number, outW: number, outH: number, filter: PilFilter, region?: Region): Uint8Array {
+  const r = region ?? { x0: 0, y0: 0, x1: outW, y1: outH };
+  if (!(r.x0 >= 0 && r.y0 >= 0 && r.x1 <= outW && r.y1 <= outH && r.x0 <= r.x1 && r.y0 <= r.y1)) throw new RangeError(`resize region ${JSON.stringify(r)} outside ${outW}x${outH}`);
+  const rw = r.x1 - r.x0;
+  const rh = r.y1 - r.y0;
   if (filter === 'nearest') {
     // Pillow's ImagingScaleAffine: source coordinates accumulated step by step in doubles
     // (xo = a0 / 2, then xo += a0), truncated; the accumulation decides exact-integer ties.
@@ -115,56 +129,120 @@ export function pilResizeU8(src: Uint8Array, w: number, h: number, channels: num
     };
     const xs = table(w, outW);
     const ys = table(h, outH);
-    const out = new Uint8Array(outW * outH * channels);
-    for (let y = 0; y < outH; y++) {
-      const yi = ys[y];
-      for (let x = 0; x < outW; x++) {
-        const xi = xs[x];
-        for (let c = 0; c < channels; c++) out[(y * outW + x) * channels + c] = src[(yi * w + xi) * channels + c];
+    const out = new Uint8Array(rw * rh * channels);
+    for (let y = 0; y < rh; y++) {
+      const yi = outH === h ? y + r.y0 : ys[y + r.y0];
+      for (let x = 0; x < rw; x++) {
+        const xi = outW === w ? x + r.x0 : xs[x + r.x0];
+        for (let c = 0; c < channels; c++) out[(y * rw + x) * channels + c] = src[(yi * w + xi) * channels + c];
       }
     }
     return out;
   }
-  let cur = src;
-  let curW = w;
-  const half = 1 << (PRECISION_BITS - 1);
+  // Input rows the vertical pass reads for the region's output rows.
+  const cv = outH !== h ? pilCoeffs(h, outH, filter) : null;
+  let rowA = r.y0;
+  let rowB = r.y1;
+  if (cv) {
+    rowA = h;
+    rowB = 0;
+    for (let y = r.y0; y < r.y1; y++) {
+      rowA = Math.min(rowA, cv.start[y]);
+      rowB = Math.max(rowB, cv.start[y] + cv.size[y]);
+    }
+    if (rowB < rowA) rowB = rowA;
+  }
   // Pillow resamples the horizontal axis first, then the vertical one.
+  // Horizontal pass: columns [x0, x1) of input rows [rowA, rowB) → band [rowB − rowA, rw].
+  const bandH = rowB - rowA;
+  let band: Uint8Array;
   if (outW !== w) {
     const c = pilCoeffs(w, outW, filter);
     const k = fixedPoint(c);
-    const out = new Uint8Array(outW * h * channels);
-    for (let y = 0; y < h; y++) {
-      for (let x = 0; x < outW; x++) {
-        const s = c.start[x];
-        const n = c.size[x];
-        for (let ch = 0; ch < channels; ch++) {
-          let acc = half;
-          for (let i = 0; i < n; i++) acc += cur[(y * curW + s + i) * channels + ch] * k[x * c.ksize + i];
-          out[(y * outW + x) * channels + ch] = clip8(acc);
+    band = new Uint8Array(rw * bandH * channels);
+    resamplePass(src, w * channels, channels, band, rw * channels, bandH, rw, rowA, r.x0, c, k, true);
+  } else {
+    band = new Uint8Array(rw * bandH * channels);
+    for (let y = 0; y < bandH; y++) band.set(src.subarray(((rowA + y) * w + r.x0) * channels, ((rowA + y) * w + r.x1) * channels), y * rw * channels);
+  }
+  if (!cv) return band;
+  // Vertical pass over the band: output rows [y0, y1).
+  const k = fixedPoint(cv);
+  const out = new Uint8Array(rw * rh * channels);
+  resamplePass(band, rw * channels, channels, out, rw * channels, rh, rw, rowA, r.y0, cv, k, false);
+  return out;
+}
+
+/**
+ * One separable pass in Pillow's 22-bit fixed point. Horizontal: out[y][x] = Σ_i in[first + y][start_x + i]·k,
+ * x over [offset, offset + n). Vertical: out[y][x] = Σ_i in[start_(offset+y) + i − first][x]·k.
+ */
+function resamplePass(
+  src: Uint8Array,
+  srcStride: number,
+  channels: number,
+  out: Uint8Array,
+  outStride: number,
+  rows: number,
+  cols: number,
+  first: number,
+  offset: number,
+  c: Coeffs,
+  k: Int32Array,
+  horizontal: boolean,
+): void {
+  const half = 1 << (PRECISION_BITS - 1);
+  const ks = c.ksize;
+  if (horizontal) {
+    for (let y = 0; y < rows; y++) {
+      const row = (first + y) * srcStride;
+      const orow = y * outStride;
+      for (let x = 0; x < cols; x++) {
+        const xx = x + offset;
+        const s = row + c.start[xx] * channels;
+        const n = c.size[xx];
+        const kb = xx * ks;
+        if (channels === 3) {
+          let a0 = half, a1 = half, a2 = half;
+          for (let i = 0, p = s; i < n; i++, p += 3) {
+            const kv = k[kb + i];
+            a0 += src[p] * kv;
+            a1 += src[p + 1] * kv;
+            a2 += src[p + 2] * kv;
+          }
+          const o = orow + x * 3;
+          out[o] = clip8(a0);
+          out[o + 1] = clip8(a1);
+          out[o + 2] = clip8(a2);
+        } else {
+          for (let ch = 0; ch < channels; ch++) {
+            let acc = half;
+            for (let i = 0; i < n; i++) acc += src[s + i * channels + ch] * k[kb + i];
+            out[orow + x * channels + ch] = clip8(acc);
+          }
         }
       }
     }
-    cur = out;
-    curW = outW;
+    return;
   }
-  if (outH !== h) {
-    const c = pilCoeffs(h, outH, filter);
-    const k = fixedPoint(c);
-    const out = new Uint8Array(curW * outH * channels);
-    for (let y = 0; y < outH; y++) {
-      const s = c.start[y];
-      const n = c.size[y];
-      for (let x = 0; x < curW; x++) {
-        for (let ch = 0; ch < channels; ch++) {
-          let acc = half;
-          for (let i = 0; i < n; i++) acc += cur[((s + i) * curW + x) * channels + ch] * k[y * c.ksize + i];
-          out[(y * curW + x) * channels + ch] = clip8(acc);
-        }
-      }
+  // Row by row (input rows are read contiguously); the sums are integers below 2^53, so the
+  // order of accumulation does not change them.
+  const width = cols * channels;
+  const acc = new Float64Array(width);
+  for (let y = 0; y < rows; y++) {
+    const yy = y + offset;
+    const s = (c.start[yy] - first) * srcStride;
+    const n = c.size[yy];
+    const kb = yy * ks;
+    acc.fill(half);
+    for (let i = 0; i < n; i++) {
+      const kv = k[kb + i];
+      const p = s + i * srcStride;
+      for (let x = 0; x < width; x++) acc[x] += src[p + x] * kv;
     }
-    cur = out;
+    const orow = y * outStride;
+    for (let x = 0; x < width; x++) out[orow + x] = clip8(acc[x]);
   }
-  return cur;
 }
 
 /** torch's bicubic (A = -0.75, align_corners=False, no antialias) as [out, in] weights. */
