@@ -51,6 +51,12 @@ export interface ModeContribution {
   contribution: number;
   /** contribution / Σ_m |contribution_m| (signed). */
   share: number;
+  /**
+   * Display sign of the mode's maps: +1, or −1 when the query tokens with Q_n < 0 carry more of
+   * C_n than those with Q_n > 0. (u_n, v_n) → (−u_n, −v_n) leaves the mode unchanged, so the
+   * figure shows s·Q_n and s·K_n: their positive parts are where the contribution comes from.
+   */
+  orientation: 1 | -1;
 }
 
 export interface ContributionResult {
@@ -64,6 +70,11 @@ export interface ContributionResult {
   K: Float64Array;
   /** Reconstructed logits of the rows R: [|R|, T]. */
   logits: Float64Array;
+  /** Per token t: b_q·W_k x_t/√d_h (the key-bias term when t is the key), W_q x_t·b_k/√d_h (the query-bias term when t is the query). */
+  keyBias: Float64Array;
+  queryBias: Float64Array;
+  /** b_q·b_k/√d_h */
+  constant: number;
   check: {
     /** max |recon − (W_q x_i + b_q)·(W_k x_j + b_k)/√d_h − r_ij| / max |logit| (float64 both). */
     direct_relative: number;
@@ -124,6 +135,8 @@ export function modeContributions(inp: ContributionInput): ContributionResult {
   constant *= scale;
 
   const contrib = new Float64Array(nm);
+  const fromPositive = new Float64Array(nm); // part of C_n from query rows with Q_n(i) > 0
+  const fromNegative = new Float64Array(nm);
   const terms = { key_bias: 0, query_bias: 0, constant: 0, relative_position: 0 };
   const logits = new Float64Array(rows.length * T);
   let total = 0;
@@ -139,7 +152,12 @@ export function modeContributions(inp: ContributionInput): ContributionResult {
       aKb += a * keyBias[j];
       if (relPos) aRp += a * relPos[i * T + j];
     }
-    for (let n = 0; n < nm; n++) contrib[n] += modes.sigma[n] * Q[n * T + i] * AK[n] * scale;
+    for (let n = 0; n < nm; n++) {
+      const c = modes.sigma[n] * Q[n * T + i] * AK[n] * scale;
+      contrib[n] += c;
+      if (Q[n * T + i] > 0) fromPositive[n] += c;
+      else if (Q[n * T + i] < 0) fromNegative[n] += c;
+    }
     terms.key_bias += aKb;
     terms.query_bias += aSum * queryBias[i];
     terms.constant += aSum * constant;
@@ -179,16 +197,51 @@ export function modeContributions(inp: ContributionInput): ContributionResult {
       cosine: modes.cosine[n],
       contribution: contrib[n],
       share: absSum > 0 ? contrib[n] / absSum : 0,
+      orientation: fromNegative[n] > fromPositive[n] ? (-1 as const) : (1 as const),
     })),
     terms,
     total,
     Q,
     K,
     logits,
+    keyBias,
+    queryBias,
+    constant,
     check: {
       direct_relative: maxLogit > 0 ? maxDirect / maxLogit : maxDirect,
       model_relative: inp.modelScores ? (maxModel > 0 ? maxModelDiff / maxModel : maxModelDiff) : null,
       softmax_max_abs: maxSoft,
     },
+  };
+}
+
+/** The terms of one query row's logits, per key token j: a_ij = Σ_n modes[n][j] + keyBias[j] + queryConstant + relPos[j]. */
+export interface RowParts {
+  /** σ_n Q_n(i) K_n(j)/√d_h: [modes][T], mode index order. */
+  modes: Float64Array[];
+  /** b_q·W_k x_j/√d_h (the key salience s·x_j/√d_h, s = W_kᵀ b_q). */
+  keyBias: Float64Array;
+  /** (W_q x_i·b_k + b_q·b_k)/√d_h: the same for every key (cancels in the softmax). */
+  queryConstant: number;
+  /** r_ij, or null without relative position bias. */
+  relPos: Float64Array | null;
+}
+
+/** The parts of query token `i`'s logits from a result of `modeContributions` (for any i: the maps cover every token). */
+export function rowParts(res: ContributionResult, sigma: ArrayLike<number>, dh: number, i: number, T: number, relPos: ArrayLike<number> | null): RowParts {
+  const scale = 1 / Math.sqrt(dh);
+  const nm = sigma.length;
+  const modes: Float64Array[] = [];
+  for (let n = 0; n < nm; n++) {
+    const row = new Float64Array(T);
+    const c = sigma[n] * res.Q[n * T + i] * scale;
+    for (let j = 0; j < T; j++) row[j] = c * res.K[n * T + j];
+    modes.push(row);
+  }
+  return {
+    modes,
+    keyBias: Float64Array.from(res.keyBias),
+    queryConstant: res.queryBias[i] + res.constant,
+    relPos: relPos ? Float64Array.from({ length: T }, (_, j) => relPos[i * T + j]) : null,
   };
 }

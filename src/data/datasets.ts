@@ -8,6 +8,9 @@
  *   - a JSON manifest: `{"images": [{"image": "a.jpg", "target": "masks/a_t.png",
  *     "distractor": "masks/a_d.png"}, ...]}` (or the bare array), paths relative to the
  *     manifest's folder.
+ *
+ * Pairing (paper figure 6): a folder of instance masks, `NAME.png`, `NAME_seg.png` (ADE20K) or
+ * `NAME.instances.png` for image NAME.jpg (`instanceMaskPath`).
  */
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
@@ -68,4 +71,14 @@ export function objectsDataset(input: string): ObjectsItem[] {
     items.push(item);
   });
   return items;
+}
+
+/** The instance mask of image `image` (a path or a member name) in folder `masks`, or null. */
+export function instanceMaskPath(masks: string, image: string): string | null {
+  const stem = basename(image, extname(image));
+  for (const c of [`${stem}.png`, `${stem}_seg.png`, `${stem}.instances.png`]) {
+    const p = join(masks, c);
+    if (existsSync(p)) return p;
+  }
+  return null;
 }

@@ -10,6 +10,8 @@
  * resize filter and crop), then each patch gets the fraction of its pixels inside the mask
  * (area-weighted coverage in [0, 1], no threshold).
  */
+import { readFile } from 'node:fs/promises';
+import { inflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { UserError } from '../errors.js';
 import type { PreprocessSpec } from '../arch/spec.js';
@@ -97,47 +99,160 @@ export function argmax(v: ArrayLike<number>): number {
   return best;
 }
 
+export type InstanceMaskKind = 'grey' | 'palette' | 'rgb';
+
 export interface InstanceMask {
   width: number;
   height: number;
   /** Instance id per pixel; 0 = unlabelled. */
   ids: Uint32Array;
+  /** How the ids were read: grey value, palette index, or RGB colour. */
+  kind: InstanceMaskKind;
+}
+
+/** The value of VOC/COCO-style "border / void / don't care" pixels in palette and grey masks. */
+export const VOID_LABEL = 255;
+
+/**
+ * The ids treated as unlabelled besides 0: `undefined` gives the default (255 for grey and
+ * palette masks, nothing for RGB masks), 'none' keeps every value, a list is used as given.
+ */
+export function ignoredIds(kind: InstanceMaskKind, ignore: readonly number[] | 'none' | undefined): Set<number> {
+  if (ignore === 'none') return new Set();
+  if (ignore === undefined) return new Set(kind === 'rgb' ? [] : [VOID_LABEL]);
+  return new Set(ignore);
+}
+
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+/**
+ * The palette indices of an indexed-colour PNG (colour type 3), or null for any other file.
+ * sharp (libvips) expands palettes to RGB, which would turn VOC's index 255 "void" into a
+ * colour; the index is the label, so indexed PNGs are decoded here (inflate + unfilter).
+ */
+export function readPaletteIndices(buf: Uint8Array, path: string): { width: number; height: number; index: Uint8Array } | null {
+  if (buf.length < 33 || PNG_SIGNATURE.some((b, i) => buf[i] !== b)) return null;
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const bad = (why: string) => new UserError(`${path}: cannot read the instance mask (${why}); give a PNG of instance ids`);
+  let width = 0, height = 0, depth = 0, interlace = 0;
+  const idat: Uint8Array[] = [];
+  for (let o = 8; o + 8 <= buf.length; ) {
+    const len = dv.getUint32(o);
+    const type = String.fromCharCode(buf[o + 4], buf[o + 5], buf[o + 6], buf[o + 7]);
+    if (o + 12 + len > buf.length) throw bad('truncated PNG');
+    const data = buf.subarray(o + 8, o + 8 + len);
+    if (type === 'IHDR') {
+      if (data[9] !== 3) return null;
+      width = dv.getUint32(o + 8);
+      height = dv.getUint32(o + 12);
+      depth = data[8];
+      interlace = data[12];
+    } else if (type === 'IDAT') idat.push(data);
+    else if (type === 'IEND') break;
+    o += 12 + len;
+  }
+  if (!width || !height || ![1, 2, 4, 8].includes(depth)) throw bad(`palette PNG with bit depth ${depth}`);
+  if (interlace) throw new UserError(`${path}: interlaced (Adam7) palette PNG; save the mask without interlacing (PIL: Image.save does by default)`);
+  let raw: Buffer;
+  try {
+    raw = inflateSync(Buffer.concat(idat));
+  } catch (e) {
+    throw bad(`corrupt PNG data: ${(e as Error).message}`);
+  }
+  const rowBytes = Math.ceil((width * depth) / 8);
+  if (raw.length < height * (rowBytes + 1)) throw bad('truncated PNG data');
+  const rows = new Uint8Array(height * rowBytes);
+  for (let y = 0; y < height; y++) {
+    const f = raw[y * (rowBytes + 1)];
+    const src = raw.subarray(y * (rowBytes + 1) + 1, (y + 1) * (rowBytes + 1));
+    const o = y * rowBytes, up = o - rowBytes;
+    for (let x = 0; x < rowBytes; x++) {
+      const a = x > 0 ? rows[o + x - 1] : 0;
+      const b = y > 0 ? rows[up + x] : 0;
+      const c = x > 0 && y > 0 ? rows[up + x - 1] : 0;
+      let pred = 0;
+      if (f === 1) pred = a;
+      else if (f === 2) pred = b;
+      else if (f === 3) pred = (a + b) >> 1;
+      else if (f === 4) {
+        const p = a + b - c, pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+        pred = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+      } else if (f !== 0) throw bad(`unknown PNG filter ${f}`);
+      rows[o + x] = (src[x] + pred) & 0xff;
+    }
+  }
+  const index = new Uint8Array(width * height);
+  const perByte = 8 / depth, mask = (1 << depth) - 1;
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) {
+      const byte = rows[y * rowBytes + Math.floor(x / perByte)];
+      index[y * width + x] = depth === 8 ? byte : (byte >> (8 - depth * ((x % perByte) + 1))) & mask;
+    }
+  return { width, height, index };
 }
 
 /**
- * Instance masks (pairing): a PNG the size of its image. Grey (8 or 16 bit): the value is the
- * instance id. RGB: each distinct colour is one instance, id = R·65536 + G·256 + B (ADE20K's
- * full-format `*_seg.png`: R, G encode the class and B the instance, so colour = object).
- * 0 (black) is unlabelled and never an object.
+ * Instance masks (pairing): a PNG the size of its image. Grey (8 or 16 bit, or RGB with R = G = B
+ * everywhere): the value is the instance id. Palette (VOC, COCO-style): the palette index is the id. RGB: each distinct colour
+ * is one instance, id = R·65536 + G·256 + B (ADE20K's full-format `*_seg.png`: R, G encode the
+ * class and B the instance, so colour = object). 0 (black) is unlabelled and never an object.
  */
 export async function readInstanceMask(path: string, image: { width: number; height: number; path: string }): Promise<InstanceMask> {
+  const unreadable = (e: unknown) =>
+    new UserError(`${path}: cannot read the instance mask (${(e as NodeJS.ErrnoException).code ?? (e as Error).message.split('\n')[0]}); give a PNG of instance ids`);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    throw unreadable(e);
+  }
+  const sizeCheck = (width: number, height: number) => {
+    if (width !== image.width || height !== image.height) {
+      throw new UserError(`${path}: instance mask is ${width}x${height} but its image ${image.path} is ${image.width}x${image.height}; masks must have the image's size`);
+    }
+  };
+  const pal = readPaletteIndices(bytes, path);
+  if (pal) {
+    sizeCheck(pal.width, pal.height);
+    return { width: pal.width, height: pal.height, ids: Uint32Array.from(pal.index), kind: 'palette' };
+  }
   let out: { data: Buffer; info: sharp.OutputInfo };
   try {
-    const img = sharp(path, { failOn: 'error' });
+    const img = sharp(bytes, { failOn: 'error' });
     const meta = await img.metadata();
     const depth = meta.depth === 'ushort' ? 'ushort' : 'uchar';
     out = await img.raw({ depth }).toBuffer({ resolveWithObject: true });
   } catch (e) {
-    throw new UserError(`${path}: cannot read the instance mask (${(e as NodeJS.ErrnoException).code ?? (e as Error).message.split('\n')[0]}); give a PNG of instance ids`);
+    throw unreadable(e);
   }
   const { width, height, channels } = out.info;
-  if (width !== image.width || height !== image.height) {
-    throw new UserError(`${path}: instance mask is ${width}x${height} but its image ${image.path} is ${image.width}x${image.height}; masks must have the image's size`);
-  }
+  sizeCheck(width, height);
   const wide = out.data.length === width * height * channels * 2;
   const px = wide ? new Uint16Array(out.data.buffer, out.data.byteOffset, width * height * channels) : out.data;
   const ids = new Uint32Array(width * height);
-  const colour = channels >= 3;
+  // A grey mask saved as RGB (R = G = B everywhere, as many tools write it) is read as grey.
+  let colour = false;
+  if (channels >= 3) for (let p = 0; p < width * height && !colour; p++) colour = px[p * channels + 1] !== px[p * channels] || px[p * channels + 2] !== px[p * channels];
   if (colour && wide) throw new UserError(`${path}: 16-bit colour instance masks are not supported; give 8-bit RGB or a grey PNG of ids`);
   for (let p = 0; p < width * height; p++) {
     ids[p] = colour ? px[p * channels] * 65536 + px[p * channels + 1] * 256 + px[p * channels + 2] : px[p * channels];
   }
-  return { width, height, ids };
+  return { width, height, ids, kind: colour ? 'rgb' : 'grey' };
 }
 
-/** Per-instance patch coverage (down-scaled like binary masks); instances with less than `minPatches` patches of area are dropped. */
-export function instanceCoverage(mask: InstanceMask, pp: PreprocessSpec, options: PreprocessOptions, layout: TokenLayout, minPatches = 1): { id: number; cov: Float64Array; area: number }[] {
-  const ids = [...new Set(mask.ids)].filter((v) => v !== 0).sort((a, b) => a - b);
+/**
+ * Per-instance patch coverage (down-scaled like binary masks). Ids in `ignore` are unlabelled
+ * like 0; instances with less than `minPatches` patches of area are dropped.
+ */
+export function instanceCoverage(
+  mask: InstanceMask,
+  pp: PreprocessSpec,
+  options: PreprocessOptions,
+  layout: TokenLayout,
+  minPatches = 1,
+  ignore: ReadonlySet<number> = ignoredIds(mask.kind, undefined),
+): { id: number; cov: Float64Array; area: number }[] {
+  const ids = [...new Set(mask.ids)].filter((v) => v !== 0 && !ignore.has(v)).sort((a, b) => a - b);
   const out: { id: number; cov: Float64Array; area: number }[] = [];
   const bin = new Uint8Array(mask.ids.length);
   for (const id of ids) {

@@ -6,9 +6,13 @@ import { join } from 'node:path';
 import { makeLayoutWeights, writeModel } from '../fixtures/models.js';
 import { modeContributions } from '../../src/analysis/contributions.js';
 import { headModes } from '../../src/analysis/modes.js';
-import { contributionsCommand, runContributions } from '../../src/cli/contributions.js';
+import { contributionsCommand } from '../../src/cli/contributions.js';
+import { contributionsSummary, runContributions, writeContributions } from '../../src/jobs/contributions.js';
+import { preprocessFor } from '../../src/images/preprocess.js';
+import { ListingSource } from '../../src/images/source.js';
+import { fileListing } from '../../src/images/sources.js';
 import { readNpy } from '../../src/io/npy.js';
-import { runCmd, specOf, writePng } from './helpers.js';
+import { progressLines, runCmd, runCmdIO, specOf, writeCorrupt, writePng } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-contrib-'));
 test.after(() => rmSync(root, { recursive: true, force: true }));
@@ -62,6 +66,28 @@ test('mode parts + bias terms reproduce the logits (pure function)', () => {
   assert.ok(Math.abs(sum - total) < 1e-10 * Math.abs(total));
   // Ranked largest first.
   for (let k = 1; k < res.modes.length; k++) assert.ok(res.modes[k - 1].contribution >= res.modes[k].contribution);
+  // Orientation: −1 exactly when the query rows with Q_n < 0 carry more of C_n (naive recomputation).
+  let flipped = 0;
+  for (const m of res.modes) {
+    let pos = 0, neg = 0;
+    for (let i = 0; i < T; i++) {
+      let q = 0;
+      for (let c = 0; c < d; c++) q += x[i * d + c] * modes.U[m.mode * d + c];
+      let ak = 0;
+      for (let j = 0; j < T; j++) {
+        let k = 0;
+        for (let c = 0; c < d; c++) k += x[j * d + c] * modes.V[m.mode * d + c];
+        ak += A[i * T + j] * k;
+      }
+      const part = (m.sigma * q * ak) / Math.sqrt(dh);
+      if (q > 0) pos += part;
+      else neg += part;
+    }
+    assert.ok(Math.abs(pos + neg - m.contribution) < 1e-9 * Math.max(1, Math.abs(m.contribution)));
+    assert.equal(m.orientation, neg > pos ? -1 : 1, `mode ${m.mode}: +${pos} −${neg}`);
+    if (m.orientation < 0) flipped++;
+  }
+  assert.ok(flipped > 0 && flipped < res.modes.length, 'both orientations occur on random data');
   // One query row.
   const one = modeContributions({ x, T, d, dh, wq, wk, bq, bk, modes, attention: A, relPos, rows: [3], modelScores: logit });
   let t3 = 0;
@@ -76,7 +102,14 @@ for (const layout of ['timm-vit', 'hf-beit'] as const) {
     const { spec, close } = await specOf(m.path);
     try {
       const out = join(root, `${layout}-out`);
-      const { result, summary } = await runContributions(spec, img, { layer: 1, head: 1, outDir: out, figures: layout === 'timm-vit' });
+      const { pp, options } = preprocessFor(spec);
+      const source = new ListingSource(fileListing([img]), pp, options, { keepCrops: true });
+      const r = await runContributions(spec, { source }, { layer: 1, head: 1 });
+      source.close();
+      await writeContributions(r, out, { figures: layout === 'timm-vit' });
+      const result = r.result;
+      const summary = contributionsSummary(r);
+      assert.ok(r.crop && r.crop.width === 16 && r.crop.height === 16, 'the crop is kept for the figure');
       assert.notEqual(result.check.model_relative, null, 'scores tap found');
       assert.ok(result.check.model_relative! < 1e-4, `residual ${result.check.model_relative}`);
       assert.ok(result.check.softmax_max_abs < 1e-5, `softmax ${result.check.softmax_max_abs}`);
@@ -109,4 +142,18 @@ test('contributions CLI: --query-patch, and clear errors', async () => {
   await assert.rejects(runCmd(contributionsCommand, [m.path, img, '--layer', '5', '--head', '0', '--out', out]), /--layer 5: .* layers 0\.\.1/);
   await assert.rejects(runCmd(contributionsCommand, [m.path, img, '--layer', '0', '--head', '0', '--query-patch', '9,0', '--out', out]), /--query-patch 9,0: the patch grid is 4x4/);
   await assert.rejects(runCmd(contributionsCommand, [m.path, img, '--layer', '0', '--head', '0', '--query-patch', 'x', '--out', out]), /--query-patch x: expected row,col/);
+});
+
+test('contributions CLI: progress in a pipe; an undecodable image is one line, not a stack trace', async () => {
+  const m = writeModel(join(root, 'prog'), 'timm-vit', makeLayoutWeights('timm-vit', { d: 16, heads: 2, layers: 1, patch: 4, image: 16, seed: 3 }));
+  const img = await writePng(join(root, 'prog.png'), 16, 16, (x, y) => [x * 9, y * 9, 40]);
+  const io = await runCmdIO(contributionsCommand, [m.path, img, '--layer', '0', '--head', '0', '--out', join(root, 'prog-out'), '--no-figures', '--progress-every', '1']);
+  assert.deepEqual(progressLines(io.stderr, 'contributions').map((l) => l.split(' (')[0]), ['contributions: 1/1 images']);
+  const bad = writeCorrupt(join(root, 'broken.png'));
+  await assert.rejects(runCmd(contributionsCommand, [m.path, bad, '--layer', '0', '--head', '0', '--out', join(root, 'bad-out')]), (e: Error) => {
+    assert.equal(e.constructor.name, 'UserError');
+    assert.match(e.message, /broken\.png: cannot decode/);
+    assert.ok(!e.message.includes('\n'), 'one line');
+    return true;
+  });
 });

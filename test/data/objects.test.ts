@@ -7,7 +7,7 @@ import { makeLayoutWeights, writeModel } from '../fixtures/models.js';
 import { objectsCommand } from '../../src/cli/objects.js';
 import { rowShares } from '../../src/analysis/objects.js';
 import { VitRuntime } from '../../src/runtime/vit-runtime.js';
-import { BLUE, GREEN, PLANTED_D, RED, plantedWeights, runCmd, specOf, writeMask, writePng } from './helpers.js';
+import { BLUE, GREEN, PLANTED_D, RED, plantedWeights, progressLines, runCmd, runCmdIO, specOf, writeCorrupt, writeMask, writePng } from './helpers.js';
 import { loadPixels } from '../../src/images/preprocess.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-objects-'));
@@ -46,6 +46,33 @@ test('objects: a grouping head attends within the object, a background head to t
   assert.ok(l0.other_object < 0.01 && l0.background < 0.01, JSON.stringify(l0));
   assert.ok(Math.abs(l0.same_object + l0.other_object + l0.background - 1) < 1e-6);
   assert.match(readFileSync(join(out, 'objects_per_image.csv'), 'utf8'), /^image,layer,head,query,query_patch/);
+  // n and the bootstrap intervals: with two images the resamples are {a,a}, {a,b}, {b,b}, so the
+  // 95 % percentile interval is exactly [min, max] of the two images' own values (from the CSV).
+  assert.equal(l0.n, 2);
+  assert.equal(j.bootstrap.resamples, 2000);
+  assert.equal(typeof j.bootstrap.seed, 'number');
+  const perImage = new Map<string, { same: number; other: number; background: number }>();
+  const csv = readFileSync(join(out, 'objects_per_image.csv'), 'utf8').trim().split('\n').slice(1).map((r) => r.split(','));
+  for (const [image, layer, , query, , t, d, b] of csv) {
+    if (layer !== '0') continue;
+    const e = perImage.get(image) ?? { same: 0, other: 0, background: 0 };
+    // One head: same = (target query's target share + distractor query's distractor share) / 2.
+    e.same += (query === 'target' ? Number(t) : Number(d)) / 2;
+    e.other += (query === 'target' ? Number(d) : Number(t)) / 2;
+    e.background += Number(b) / 2;
+    perImage.set(image, e);
+  }
+  for (const k of ['same', 'other', 'background'] as const) {
+    const v = [...perImage.values()].map((e) => e[k]);
+    const iv = l0[`${k === 'background' ? 'background' : `${k}_object`}_interval`];
+    assert.ok(Math.abs(iv[0] - Math.min(...v)) < 1e-9 && Math.abs(iv[1] - Math.max(...v)) < 1e-9, `${k}: ${iv} vs ${v}`);
+    assert.ok(Math.abs((v[0] + v[1]) / 2 - l0[k === 'background' ? 'background' : `${k}_object`]) < 1e-9, 'the layer value is the mean of the images');
+    // One head: its interval is the layer's.
+    assert.deepEqual(l0.heads[0][`${k === 'background' ? 'background' : `${k}_object`}_interval`], iv);
+  }
+  // By query: the target query's target share, per image, from the CSV.
+  const tt = csv.filter((r) => r[1] === '0' && r[3] === 'target').map((r) => Number(r[5]));
+  assert.ok(Math.abs(l0.by_query_interval.target.target[0] - Math.min(...tt)) < 1e-9 && Math.abs(l0.by_query_interval.target.target[1] - Math.max(...tt)) < 1e-9);
 
   // Background head: b_q along the LN output of a background patch.
   const { spec, close } = await specOf(grp.path);
@@ -93,4 +120,23 @@ test('objects: clear errors for missing, mismatched and odd masks', async () => 
   const bad = join(root, 'bad.json');
   writeFileSync(bad, JSON.stringify({ images: [{ image: 'e1/a.png', target: 'e1/a.target.png' }] }));
   await assert.rejects(runCmd(objectsCommand, [m.path, bad, '--out', out]), /entry 0 has no "distractor" path/);
+});
+
+test('objects: an undecodable image among good ones is skipped and listed; progress lines in a pipe', async () => {
+  const data = join(root, 'with-bad');
+  await dataset(data);
+  writeCorrupt(join(data, 'img2.png'));
+  await writeMask(join(data, 'img2.target.png'), 16, 16, (x, y) => (x < 4 && y < 4 ? 255 : 0));
+  await writeMask(join(data, 'img2.distractor.png'), 16, 16, (x, y) => (x > 11 && y > 11 ? 255 : 0));
+  const grp = writeModel(join(root, 'group-skip'), 'hf-vit', plantedWeights('group'));
+  const out = join(root, 'out-skip');
+  const io = await runCmdIO(objectsCommand, [grp.path, data, '--out', out, '--batch', '1', '--progress-every', '1', '--no-figures']);
+  assert.match(io.stdout, /2 images \(1 skipped\); same-object share/);
+  assert.match(io.stdout, /skipped .*img2\.png: cannot decode/);
+  assert.deepEqual(progressLines(io.stderr, 'objects').map((l) => l.split(' (')[0]), ['objects: 1/3 images', 'objects: 2/3 images', 'objects: 3/3 images']);
+  const j = JSON.parse(readFileSync(join(out, 'objects.json'), 'utf8'));
+  assert.equal(j.images, 2);
+  assert.equal(j.layers[0].n, 2);
+  assert.deepEqual(j.skipped.map((s: { path: string }) => s.path), [join(data, 'img2.png')]);
+  assert.ok(j.layers[0].same_object > 0.99);
 });
