@@ -17,6 +17,11 @@ export interface BuildInput {
    * 'encoder' (default), 'target_encoder' and 'predictor'.
    */
   component?: string;
+  /** `--layout NAME|FILE.json`: read the tensors with this declarative layout (arch/layout/). */
+  layout?: string;
+  /** Paths of config.json / preprocessor_config.json, for messages (default: the bare names). */
+  configFile?: string;
+  preprocessorFile?: string;
 }
 
 /**
@@ -84,6 +89,137 @@ export function activation(name: string | undefined, fallback: Activation, where
   if (!a) throw new UserError(`${where}: activation ${JSON.stringify(name)} is not supported (supported: ${Object.keys(map).join(', ')})`);
   return a;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Config validation: every number an adapter reads is checked before use
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * What a config number must be. 'int': a whole number in [min, max]; 'real': a finite number in
+ * (min, max] (`min` excluded when `open`); 'size': a whole number or an [h, w] pair of them (HF
+ * `image_size`, `patch_size`), or a {height, width} / {shortest_edge} object (preprocessor
+ * `size`); 'chw': timm's [C, H, W] `input_size`; 'triple': three finite numbers (means, stds).
+ */
+export interface NumRule {
+  kind: 'int' | 'real' | 'size' | 'chw' | 'triple';
+  min: number;
+  max: number;
+  /** `min` itself is not allowed (eps > 0, std > 0). */
+  open?: boolean;
+  /** What the number is, for the message ("attention heads"). */
+  what: string;
+}
+
+/** Sane bounds shared by every family (far beyond any released model, small enough to run). */
+export const RULES = {
+  width: { kind: 'int', min: 1, max: 65536, what: 'the model width' },
+  heads: { kind: 'int', min: 1, max: 4096, what: 'attention heads' },
+  headDim: { kind: 'int', min: 1, max: 4096, what: 'the head width' },
+  layers: { kind: 'int', min: 1, max: 1024, what: 'layers' },
+  hidden: { kind: 'int', min: 1, max: 1 << 20, what: 'the MLP width' },
+  image: { kind: 'size', min: 1, max: 4096, what: 'the image size in pixels' },
+  patch: { kind: 'size', min: 1, max: 1024, what: 'the patch size in pixels' },
+  channels: { kind: 'int', min: 1, max: 64, what: 'image channels' },
+  registers: { kind: 'int', min: 0, max: 1024, what: 'register tokens' },
+  eps: { kind: 'real', min: 0, max: 1, open: true, what: 'the normalisation epsilon' },
+  inputSize: { kind: 'chw', min: 1, max: 4096, what: '[channels, height, width]' },
+  fraction: { kind: 'real', min: 0, max: 2, open: true, what: 'the crop fraction' },
+  rescale: { kind: 'real', min: 0, max: 1, open: true, what: 'the pixel rescale factor' },
+  mean: { kind: 'triple', min: -1e3, max: 1e3, what: 'per-channel means' },
+  std: { kind: 'triple', min: 0, max: 1e3, open: true, what: 'per-channel standard deviations' },
+} as const satisfies Record<string, NumRule>;
+
+function ruleText(r: NumRule): string {
+  const range = r.open ? `greater than ${r.min} and at most ${r.max}` : `from ${r.min} to ${r.max}`;
+  switch (r.kind) {
+    case 'int':
+      return `a whole number ${range} (${r.what})`;
+    case 'real':
+      return `a number ${range} (${r.what})`;
+    case 'size':
+      return `a whole number ${range}, or a [height, width] pair of them (${r.what})`;
+    case 'chw':
+      return `[channels, height, width] with channels 1..64 and sizes ${range}`;
+    case 'triple':
+      return `three numbers ${range} (${r.what})`;
+  }
+}
+
+function fits(v: unknown, r: NumRule, int: boolean): boolean {
+  return typeof v === 'number' && Number.isFinite(v) && (!int || Number.isInteger(v)) && (r.open ? v > r.min : v >= r.min) && v <= r.max;
+}
+
+function valid(v: unknown, r: NumRule): boolean {
+  switch (r.kind) {
+    case 'int':
+    case 'real':
+      return fits(v, r, r.kind === 'int');
+    case 'size': {
+      if (Array.isArray(v)) return v.length === 2 && v.every((x) => fits(x, r, true));
+      const o = obj(v);
+      if (o) {
+        const keys = ['height', 'width', 'shortest_edge', 'longest_edge'].filter((k) => o[k] !== undefined && o[k] !== null);
+        return keys.length > 0 && keys.every((k) => fits(o[k], r, true));
+      }
+      return fits(v, r, true);
+    }
+    case 'chw':
+      return Array.isArray(v) && v.length === 3 && fits(v[0], RULES.channels, true) && fits(v[1], r, true) && fits(v[2], r, true);
+    case 'triple':
+      return (Array.isArray(v) && v.length === 3 && v.every((x) => fits(x, r, false))) || fits(v, r, false);
+  }
+}
+
+/** The value at a dotted key path ('vision_config.hidden_size'), or undefined. */
+function at(cfg: Json | null | undefined, path: string): unknown {
+  let cur: unknown = cfg;
+  for (const k of path.split('.')) cur = obj(cur)?.[k];
+  return cur;
+}
+
+/**
+ * The one check of config numbers, run by each adapter before it reads them: every key of
+ * `rules` present (not null) in `cfg` must satisfy its rule, and in every [a, b] of `divides`
+ * the value at b must divide the value at a (when both are there). A violation is one line:
+ * "FILE: KEY = VALUE; expected …". Keys are dotted paths; `label` prefixes the key in messages
+ * (e.g. 'vision_config.' for a merged nested config).
+ */
+export function checkConfig(cfg: Json | null | undefined, file: string, rules: Record<string, NumRule>, divides: Divides[] = [], label = ''): void {
+  if (!cfg) return;
+  for (const [key, rule] of Object.entries(rules)) {
+    const v = at(cfg, key);
+    if (v === undefined || v === null) continue;
+    if (!valid(v, rule)) throw new UserError(`${file}: ${label}${key} = ${JSON.stringify(v)}; expected ${ruleText(rule)}`);
+  }
+  for (const [a, b, says] of divides) {
+    const va = at(cfg, a);
+    const vb = at(cfg, b);
+    if (typeof va === 'number' && typeof vb === 'number' && va % vb !== 0) {
+      const why = (says ?? '{a} is not divisible by {b}').replace('{a}', String(va)).replace('{b}', String(vb));
+      throw new UserError(`${file}: ${label}${a} = ${va}, ${label}${b} = ${vb}: ${why}; expected ${b} to divide ${a}`);
+    }
+  }
+}
+
+/** [a, b, what it means]: the value at b must divide the value at a ("width {a} is not divisible by {b} heads"). */
+export type Divides = [string, string, string?];
+
+/** The usual one: the attention heads divide the width. */
+export const HEADS_DIVIDE = (width: string, heads: string): Divides => [width, heads, 'width {a} is not divisible by {b} heads'];
+
+/** The config file's name for messages. */
+export const configFile = (input: BuildInput): string => input.configFile ?? 'config.json';
+
+/** The keys every HF vision family (ViT layer naming, DINOv2, BEiT) reads. */
+export const HF_VISION_RULES: Record<string, NumRule> = {
+  hidden_size: RULES.width,
+  num_attention_heads: RULES.heads,
+  num_hidden_layers: RULES.layers,
+  image_size: RULES.image,
+  patch_size: RULES.patch,
+  num_channels: RULES.channels,
+  layer_norm_eps: RULES.eps,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Checkpoint access with a name prefix, clear errors and shape checks

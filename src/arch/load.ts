@@ -1,5 +1,5 @@
 /** Opening a model (path, checkpoint file or hub id) and mapping it to the canonical spec. */
-import { basename, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { openModel } from '../checkpoint/open.js';
 import { buildSpec } from './registry.js';
 import type { VitSpec } from './spec.js';
@@ -10,6 +10,10 @@ export interface ModelFlags {
   revision?: string;
   part?: string;
   numHeads?: number;
+  /** --allow-nonfinite (commander's spelling): analyse weights holding NaN/Inf instead of refusing them (`VitSpec.allowNonFinite`). */
+  allowNonfinite?: boolean;
+  /** --layout NAME|FILE.json: read the tensors with a declarative layout (arch/layout/, docs/layouts.md). */
+  layout?: string;
 }
 
 /** Opens a model given on the command line and maps it to the canonical spec. */
@@ -19,6 +23,7 @@ export async function loadSpec(input: string, flags: ModelFlags = {}): Promise<{
     revision: flags.revision,
     part: flags.part,
   });
+  if (flags.allowNonfinite) opened.source.allowNonFinite = true;
   try {
     const spec = buildSpec({
       config: opened.config,
@@ -26,7 +31,10 @@ export async function loadSpec(input: string, flags: ModelFlags = {}): Promise<{
       source: opened.source,
       modelId: displayName(input, opened.hubId, flags.part),
       numHeads: flags.numHeads,
+      ...(flags.layout !== undefined ? { layout: flags.layout } : {}),
+      ...(opened.dir ? { configFile: join(opened.dir, 'config.json'), preprocessorFile: join(opened.dir, 'preprocessor_config.json') } : {}),
     });
+    if (flags.allowNonfinite) spec.allowNonFinite = true;
     return { spec, close: () => opened.close() };
   } catch (e) {
     await opened.close();

@@ -1,6 +1,6 @@
 import { UserError } from '../errors.js';
 import type { PreprocessSpec } from './spec.js';
-import { num, obj, str, bool, type Json } from './adapter.js';
+import { checkConfig, num, obj, str, bool, RULES, type Json } from './adapter.js';
 
 export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
 export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
@@ -37,6 +37,13 @@ function sizeOf(v: unknown): { shortest?: number; hw?: [number, number]; int?: n
  */
 export function fromHfPreprocessor(pp: Json | null | undefined, fallback: PreprocessSpec, file = 'preprocessor_config.json'): PreprocessSpec {
   if (!pp) return fallback;
+  checkConfig(pp, file, {
+    size: RULES.image,
+    crop_size: RULES.image,
+    rescale_factor: RULES.rescale,
+    image_mean: RULES.mean,
+    image_std: RULES.std,
+  });
   const out: PreprocessSpec = { ...fallback, crop: [...fallback.crop] as [number, number] };
   const type = str(pp, 'image_processor_type') ?? str(pp, 'feature_extractor_type') ?? '';
   const size = sizeOf(pp.size);

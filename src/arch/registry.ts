@@ -18,6 +18,7 @@ import { timmVit } from './families/timm-vit.js';
 import { textBert, textRoberta } from './families/text-bert.js';
 import { textGpt2 } from './families/text-gpt2.js';
 import { textLlama } from './families/text-llama.js';
+import { buildWithLayout, LAYOUT_ADAPTERS } from './layout/presets.js';
 
 export type { BuildInput } from './adapter.js';
 
@@ -43,6 +44,8 @@ export const ADAPTERS: readonly Adapter[] = [
   ijepaRelease,
   simmim,
   timmVit,
+  // Layout presets (plain PyTorch state dicts: torch.nn.TransformerEncoder, vit-pytorch).
+  ...LAYOUT_ADAPTERS,
   // Text transformers, for the modality-agnostic weight analysis only.
   textGpt2,
   textBert,
@@ -71,7 +74,9 @@ export function findAdapter(input: BuildInput): Adapter {
   }
   for (const a of ADAPTERS) if (a.detect?.(input)) return a;
   const where = input.source.location;
-  const supported = `supported model_type values: ${supportedModelTypes().join(', ')}; also timm VisionTransformer configs ("architecture": vit_*, deit_*, deit3_*, beit_*) and SimMIM / I-JEPA release checkpoints`;
+  const supported =
+    `supported model_type values: ${supportedModelTypes().join(', ')}; also timm VisionTransformer configs ("architecture": vit_*, deit_*, deit3_*, beit_*), SimMIM / I-JEPA release checkpoints, ` +
+    'torch.nn.TransformerEncoder and vit-pytorch state dicts, and any other PyTorch transformer with --layout FILE.json';
   if (typeof mt === 'string') throw new UserError(`${where}: config.json has model_type ${JSON.stringify(mt)}, which is not supported (${supported})`);
   if (input.config && typeof input.config.architecture === 'string')
     throw new UserError(`${where}: timm architecture ${JSON.stringify(input.config.architecture)} is not supported (${supported})`);
@@ -82,13 +87,8 @@ export function findAdapter(input: BuildInput): Adapter {
 }
 
 /** Maps a checkpoint (config + tensor names) to the one canonical VitSpec. */
-export function buildSpec(input: {
-  config: Record<string, unknown> | null;
-  preprocessorConfig?: Record<string, unknown> | null;
-  source: BuildInput['source'];
-  modelId: string;
-  numHeads?: number;
-  component?: string;
-}): VitSpec {
+export function buildSpec(input: BuildInput): VitSpec {
+  // An explicit --layout wins over config.json and detection.
+  if (input.layout !== undefined) return buildWithLayout(input, input.layout);
   return findAdapter(input).build(input);
 }

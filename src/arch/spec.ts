@@ -1,4 +1,5 @@
 import type { FloatArray, TensorSource } from '../checkpoint/types.js';
+import { UserError } from '../errors.js';
 
 /**
  * A lazy reference to (part of) a checkpoint tensor. `rows` selects a row range of the
@@ -20,9 +21,12 @@ export interface LinearSpec {
   bias?: WeightRef;
 }
 
-/** LayerNorm, or RMSNorm (LLaMA-style text models: no mean subtraction, no bias). */
+/**
+ * LayerNorm, or RMSNorm (LLaMA-style text models: no mean subtraction, no bias), or 'identity':
+ * no normalisation at all (block 0 of a post-norm encoder sees its raw input; weight analysis only).
+ */
 export interface NormSpec {
-  kind: 'layernorm' | 'rmsnorm';
+  kind: 'layernorm' | 'rmsnorm' | 'identity';
   weight?: WeightRef;
   bias?: WeightRef;
   eps: number;
@@ -62,6 +66,26 @@ export interface BlockSpec {
 }
 
 export type SpecialToken = 'cls' | 'dist' | 'reg';
+
+export type Pooling = 'cls' | 'mean' | 'cls+mean' | 'attention' | 'none';
+
+/**
+ * A multi-head attention-pooling head (transformers' `SiglipMultiheadAttentionPoolingHead`,
+ * timm's `AttentionPoolLatent`): a learned probe [1, d] attends (`heads` heads, nn.MultiheadAttention
+ * maths: q from the probe, k and v from every final token, softmax(q kᵀ/√d_h) v, then `o`), and
+ * y = a + MLP(norm(a)) with the model's activation; the pooled embedding is y [d].
+ */
+export interface AttnPoolSpec {
+  probe: WeightRef;
+  heads: number;
+  q: LinearSpec;
+  k: LinearSpec;
+  v: LinearSpec;
+  o: LinearSpec;
+  norm: NormSpec;
+  fc1: LinearSpec;
+  fc2: LinearSpec;
+}
 
 export interface PreprocessSpec {
   /**
@@ -129,10 +153,19 @@ export interface VitSpec {
   preNorm?: NormSpec;
   blocks: BlockSpec[];
   finalNorm?: NormSpec;
-  /** Classifier input: 'cls' token, 'mean' over patches (with `fcNorm` if any), 'none'. */
-  pooling: 'cls' | 'mean' | 'none';
+  /**
+   * What the classifier / embedding head reads, declared by the adapter (all after `finalNorm`):
+   * 'cls' token; 'mean' over the patch tokens (special tokens and registers excluded), then
+   * `fcNorm` if any; 'cls+mean' the concatenation [CLS, mean of patch tokens] (DINOv2's
+   * classifier, 2d wide; registers excluded as transformers >= 4.52 does); 'attention' the
+   * multi-head attention-pooling head `attnPool` over all tokens (SigLIP, timm MAP), whose output
+   * is the embedding itself (logits.npy) unless a `head` follows; 'none' no head.
+   */
+  pooling: Pooling;
   fcNorm?: NormSpec;
   head?: LinearSpec;
+  /** The attention-pooling head when `pooling` is 'attention'. */
+  attnPool?: AttnPoolSpec;
   /** DeiT distilled: the distillation head; logits are the mean of both heads. */
   distHead?: LinearSpec;
   activation: Activation;
@@ -144,8 +177,18 @@ export interface VitSpec {
    * attention sees; the residual structure differs from pre-norm. Weight analysis only.
    */
   postNorm?: boolean;
+  /**
+   * Why the forward pass cannot be built from this spec although it is a vision model (a layout
+   * without a patch embedding, a CNN stem): `embed` and the other image commands say this.
+   */
+  noForward?: string;
   /** Free-form notes the adapter wants in the summary (e.g. "predictor of I-JEPA"). */
   notes?: string[];
+  /**
+   * The user passed --allow-nonfinite: `loadWeight` lets NaN/Inf through (instead of refusing the
+   * tensor) and jobs mark what they touched (svd: `nonfinite` heads). Set by `loadSpec`.
+   */
+  allowNonFinite?: boolean;
 }
 
 /**
@@ -154,6 +197,24 @@ export interface VitSpec {
  * c_attn), so the stored tensor is read whole and sliced here.
  */
 export async function loadWeight(ref: WeightRef): Promise<FloatArray> {
+  const data = await readWeight(ref);
+  // Every weight the analysis and the graph builder use passes here: refuse NaN/Inf once, by name.
+  if (!ref.source.allowNonFinite) checkFinite(ref, data);
+  return data;
+}
+
+function checkFinite(ref: WeightRef, data: FloatArray): void {
+  let bad = 0;
+  for (let i = 0; i < data.length; i++) if (data[i] - data[i] !== 0) bad++; // NaN and ±Inf only
+  if (bad === 0) return;
+  const part = ref.rows ? ` (rows ${ref.rows[0]}..${ref.rows[1] - 1})` : '';
+  throw new UserError(
+    `${ref.source.location}: tensor ${ref.name}${part} has ${bad} non-finite value${bad === 1 ? '' : 's'} (NaN or ±Inf) among ${data.length}; ` +
+      'the checkpoint is damaged (a diverged training run?), re-download it, or pass --allow-nonfinite to analyse it anyway',
+  );
+}
+
+async function readWeight(ref: WeightRef): Promise<FloatArray> {
   if (!ref.transposed) {
     const [r0, r1] = ref.rows ?? [undefined, undefined];
     return ref.source.read(ref.name, r0, r1);

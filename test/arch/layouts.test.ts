@@ -3,7 +3,8 @@ import { after, describe, it } from 'node:test';
 import { join } from 'node:path';
 import type { VitSpec } from '../../src/arch/spec.js';
 import { makeCanonicalWeights, makeLayoutWeights, writeModel, type CanonicalOptions, type CanonicalWeights, type Layout, type WriteOptions } from '../fixtures/models.js';
-import { expectLinear, expectRef, expectSpecMatches, removeDir, tempDir, withSpec, type Expect } from './helpers.js';
+import { expectLinear, expectNorm, expectRef, expectSpecMatches, removeDir, tempDir, withSpec, type Expect } from './helpers.js';
+import { logitsWidth } from '../../src/arch/runnable.js';
 
 const root = tempDir('layouts');
 after(() => removeDir(root));
@@ -160,6 +161,33 @@ const CASES: Case[] = [
     },
   },
   {
+    name: 'HF Dinov2ForImageClassification (dinov2. prefix, classifier [classes, 2d] on [CLS, mean patch])',
+    layout: 'hf-dinov2-classifier',
+    family: 'hf-dinov2',
+    expect: { eps: 1e-6 },
+    pooling: 'cls+mean',
+    activation: 'gelu',
+    check: async (spec, w) => {
+      await expectLinear(spec.head, w.head, 'classifier');
+      assert.deepEqual(spec.head?.weight.shape, [5, 64]);
+      assert.ok(spec.blocks[0].q.weight.name.startsWith('dinov2.encoder.layer.0.'));
+      assert.equal(logitsWidth(spec), 5);
+    },
+  },
+  {
+    name: 'HF Dinov2WithRegistersForImageClassification (registers left out of the mean, noted)',
+    layout: 'hf-dinov2-registers-classifier',
+    family: 'hf-dinov2-registers',
+    expect: { eps: 1e-6 },
+    pooling: 'cls+mean',
+    activation: 'gelu',
+    check: async (spec, w) => {
+      await expectLinear(spec.head, w.head, 'classifier');
+      assert.deepEqual(spec.tokenLayout, ['cls', 'reg', 'reg', 'reg', 'reg']);
+      assert.ok(spec.notes?.some((n) => /excludes the register tokens.*transformers >= 4\.52/.test(n)), JSON.stringify(spec.notes));
+    },
+  },
+  {
     name: 'HF DINOv2 run at another resolution (position grid resized, noted)',
     layout: 'hf-dinov2',
     family: 'hf-dinov2',
@@ -216,16 +244,31 @@ const CASES: Case[] = [
     },
   },
   {
-    name: 'HF SiglipVisionModel (no CLS, patch bias, attention-pool head ignored)',
+    name: 'HF SiglipVisionModel (no CLS, patch bias, attention-pooling head split from in_proj)',
     layout: 'hf-siglip-vision',
     family: 'hf-siglip-vision',
+    expect: { eps: 1e-6 },
+    pooling: 'attention',
+    activation: 'gelu_tanh',
+    check: async (spec, w) => {
+      assert.equal(spec.posEmbed?.special, 0);
+      assert.equal(spec.preprocess?.resample, 'bicubic');
+      assert.equal(spec.head, undefined);
+      await expectAttnPool(spec, w);
+      assert.equal(logitsWidth(spec), 32, 'the pooled embedding is the output');
+    },
+  },
+  {
+    name: 'HF SiglipVisionModel with vision_use_head false (head tensors ignored, no embedding)',
+    layout: 'hf-siglip-vision',
+    family: 'hf-siglip-vision',
+    write: { configExtra: { vision_use_head: false } },
     expect: { eps: 1e-6 },
     pooling: 'none',
     activation: 'gelu_tanh',
     check: (spec) => {
-      assert.equal(spec.posEmbed?.special, 0);
       assert.ok(!allNames(spec).some((n) => n.includes('.head.')));
-      assert.equal(spec.preprocess?.resample, 'bicubic');
+      assert.equal(logitsWidth(spec), null);
     },
   },
   {
@@ -234,8 +277,9 @@ const CASES: Case[] = [
     family: 'hf-siglip',
     write: { configExtra: { model_type: 'siglip', vision_config: { hidden_size: 32, num_attention_heads: 4, num_hidden_layers: 3, patch_size: 4, image_size: 16, intermediate_size: 128 } } },
     expect: { eps: 1e-6 },
-    pooling: 'none',
+    pooling: 'attention',
     activation: 'gelu_tanh',
+    check: (spec, w) => expectAttnPool(spec, w),
   },
   {
     name: 'HF IJepaModel (no CLS; position rows for patches only)',
@@ -334,6 +378,24 @@ const CASES: Case[] = [
     },
   },
 ];
+
+/** The attention-pooling head equals the canonical one, in_proj rows split [q; k; v]. */
+async function expectAttnPool(spec: VitSpec, w: CanonicalWeights): Promise<void> {
+  const ap = spec.attnPool;
+  const c = w.attnPool!;
+  const d = w.opts.d;
+  assert.ok(ap, 'attnPool');
+  assert.equal(ap.heads, w.opts.heads);
+  await expectRef(ap.probe, c.probe, 'probe');
+  for (const [i, k] of (['q', 'k', 'v'] as const).entries()) {
+    assert.deepEqual(ap[k].weight.shape, [d, d]);
+    await expectLinear(ap[k], { w: c.inW.subarray(i * d * d, (i + 1) * d * d), b: c.inB.subarray(i * d, (i + 1) * d) }, `attnPool.${k}`);
+  }
+  await expectLinear(ap.o, c.o, 'attnPool.o');
+  await expectNorm(ap.norm, c.norm, 1e-6, 'attnPool.norm');
+  await expectLinear(ap.fc1, c.fc1, 'attnPool.fc1');
+  await expectLinear(ap.fc2, c.fc2, 'attnPool.fc2');
+}
 
 describe('family adapters read every layout exactly', () => {
   for (const c of CASES) {

@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import sharp from 'sharp';
 import { join } from 'node:path';
 import { CLI, tempDir } from '../helpers/paths.js';
 import { makeLayoutWeights, writeModel, type CanonicalLayer, type TextLayout } from '../fixtures/models.js';
@@ -115,4 +116,19 @@ test('svd on LLaMA with grouped-query attention: query head h uses key head floo
     for (let i = 0; i < D; i++) dot += V[((0 * H + 0) * D + i) * DH + n] * V[((0 * H + 1) * D + i) * DH + n];
     assert.ok(Math.abs(Math.abs(dot) - 1) < 1e-5, `heads 0 and 1 share v_${n}: ${dot}`);
   }
+});
+
+test('embed on a GPT-2 checkpoint: the only stderr line is the refusal (no preprocessing warning), nothing written', async () => {
+  const m = writeModel(join(tempDir(), 'gpt2'), 'hf-gpt2', makeLayoutWeights('hf-gpt2', { d: 16, heads: 2, layers: 1, seed: 2 }));
+  const dir = tempDir();
+  const image = join(dir, 'a.png');
+  writeFileSync(image, await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 10, g: 20, b: 30 } } }).png().toBuffer());
+  const out = join(dir, 'run');
+  const r = run(['embed', m.path, image, '--out', out]);
+  assert.equal(r.status, 2, r.stderr);
+  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0], /embed: gpt2 cannot be run on images: this is a text model \(text-gpt2\): weight analysis only; use `qkscope svd`/);
+  assert.doesNotMatch(r.stderr, /0x0|resize|preprocessing|at .*\.js/);
+  assert.equal(existsSync(out), false);
 });

@@ -55,6 +55,8 @@ for (const layout of LAYOUTS as readonly Layout[]) {
         const pa = spec.heads * rt.layout.tokens ** 2;
         assert.ok(maxRel(r.attention!.subarray(l * pa, (l + 1) * pa), ref.attention[l]) <= 1e-4, `${layout} attention ${l}`);
       }
+      // Every checkpoint with a classifier, projection or attention-pooling head gives logits.
+      assert.equal(!!ref.logits, w.opts.classes > 0 || w.opts.attnPool, `${layout}: logits expected iff the checkpoint has a head`);
       if (ref.logits) {
         assert.ok(r.logits, `${layout}: logits expected`);
         assert.ok(maxRel(r.logits!, ref.logits) <= 1e-4, `${layout} logits`);
@@ -64,3 +66,23 @@ for (const layout of LAYOUTS as readonly Layout[]) {
     }
   });
 }
+
+test('runtime agrees with the naive forward on a custom --layout checkpoint (embedding described in the layout)', async () => {
+  const w = makeLayoutWeights('custom-layout', { d: 16, heads: 2, layers: 2, seed: 7 });
+  const written = writeModel(join(root, 'custom-layout'), 'custom-layout', w);
+  const opened = await openModel(written.path);
+  try {
+    const spec = buildSpec({ config: opened.config, source: opened.source, modelId: 'custom', layout: written.layoutFile! });
+    const rt = await VitRuntime.create(spec, { outputs: { ln: 'all', attention: 'all', logits: true }, threads: 1 });
+    const px = tinyPixels(1, 16, 16, 5);
+    const r = await rt.run(px, 1);
+    await rt.close();
+    const ref = await naiveForward(spec, px);
+    const per = rt.layout.tokens * spec.width;
+    for (let l = 0; l < spec.layers; l++) assert.ok(maxRel(r.ln!.subarray(l * per, (l + 1) * per), ref.ln[l]) <= 1e-4, `ln ${l}`);
+    assert.ok(ref.logits && r.logits);
+    assert.ok(maxRel(r.logits, ref.logits) <= 1e-4, 'logits');
+  } finally {
+    await opened.close();
+  }
+});

@@ -315,11 +315,12 @@ export async function naiveForward(spec: VitSpec, image: Float32Array | Float64A
     return m;
   };
   let feat: Float64Array;
-  const headIn = spec.head ? spec.head.weight.shape[1] : d;
   if (spec.pooling === 'mean') feat = meanPatches();
+  else if (spec.pooling === 'attention') feat = await attentionPoolHead(spec, fin, T);
   else if (clsIdx >= 0) {
     feat = fin.slice(clsIdx * d, clsIdx * d + d);
-    if (spec.pooling === 'cls' && headIn === 2 * d) {
+    // transformers' Dinov2(WithRegisters)ForImageClassification: cat([CLS, mean(patch tokens)]).
+    if (spec.pooling === 'cls+mean') {
       const both = new Float64Array(2 * d);
       both.set(feat);
       both.set(meanPatches(), d);
@@ -328,7 +329,8 @@ export async function naiveForward(spec: VitSpec, image: Float32Array | Float64A
   } else feat = meanPatches();
   if (spec.fcNorm) feat = await applyNorm(feat, 1, feat.length, spec.fcNorm);
   res.features = feat;
-  if (spec.head && spec.pooling !== 'none') {
+  if (spec.pooling === 'attention' && !spec.head) res.logits = feat; // SigLIP: the pooler_output is the embedding
+  else if (spec.head && spec.pooling !== 'none') {
     let logits = (await applyLinear(feat, 1, spec.head)).y;
     if (spec.distHead) {
       const dl = (await applyLinear(fin.slice(distIdx * d, distIdx * d + d), 1, spec.distHead)).y;
@@ -337,6 +339,44 @@ export async function naiveForward(spec: VitSpec, image: Float32Array | Float64A
     res.logits = logits;
   }
   return res;
+}
+
+/**
+ * transformers' SiglipMultiheadAttentionPoolingHead, written out: nn.MultiheadAttention with the
+ * probe as the one query and every final token as key and value (per head: softmax(q·k/√d_h)),
+ * out_proj, then a + MLP(LayerNorm(a)).
+ */
+async function attentionPoolHead(spec: VitSpec, fin: Float64Array, T: number): Promise<Float64Array> {
+  const ap = spec.attnPool!;
+  const d = spec.width;
+  const H = ap.heads;
+  const dh = d / H;
+  const probe = (await w64(ap.probe))!;
+  const q = (await applyLinear(probe, 1, ap.q)).y;
+  const k = (await applyLinear(fin, T, ap.k)).y;
+  const v = (await applyLinear(fin, T, ap.v)).y;
+  const ctx = new Float64Array(d);
+  for (let h = 0; h < H; h++) {
+    const s = new Float64Array(T);
+    for (let j = 0; j < T; j++) {
+      let dot = 0;
+      for (let c = 0; c < dh; c++) dot += q[h * dh + c] * k[j * d + h * dh + c];
+      s[j] = dot / Math.sqrt(dh);
+    }
+    const mx = Math.max(...s);
+    let z = 0;
+    for (let j = 0; j < T; j++) z += (s[j] = Math.exp(s[j] - mx));
+    for (let c = 0; c < dh; c++) {
+      let acc = 0;
+      for (let j = 0; j < T; j++) acc += (s[j] / z) * v[j * d + h * dh + c];
+      ctx[h * dh + c] = acc;
+    }
+  }
+  const a = (await applyLinear(ctx, 1, ap.o)).y;
+  const h1 = await applyLinear(await applyNorm(a, 1, d, ap.norm), 1, ap.fc1);
+  for (let i = 0; i < h1.y.length; i++) h1.y[i] = act(spec.activation, h1.y[i]);
+  const m = (await applyLinear(h1.y, 1, ap.fc2)).y;
+  return a.map((x, i) => x + m[i]);
 }
 
 /** BEiT's relative position bias, built the way HF builds relative_position_index. */

@@ -42,8 +42,10 @@ export interface TinyOptions {
   fcNorm?: boolean;
   classes?: number;
   distHead?: boolean;
-  /** Head reads [CLS, mean patches] (DINOv2). */
+  /** Head reads [CLS, mean patches] (DINOv2): pooling 'cls+mean'. */
   headConcat?: boolean;
+  /** SigLIP's attention-pooling head (pooling 'attention'), with this many heads. */
+  attnPoolHeads?: number;
   mlpRatio?: number;
   seed?: number;
   scale?: number;
@@ -120,12 +122,25 @@ export function tinySpec(o: TinyOptions): VitSpec {
     preNorm: o.preNorm ? norm('pre') : undefined,
     blocks,
     finalNorm: o.finalNorm === false ? undefined : norm('final'),
-    pooling: o.pooling ?? 'cls',
+    pooling: o.pooling ?? (o.headConcat ? 'cls+mean' : o.attnPoolHeads ? 'attention' : 'cls'),
     fcNorm: o.fcNorm ? norm('fcnorm', headIn) : undefined,
     head: classes ? lin('head', classes, headIn) : undefined,
     distHead: classes && o.distHead ? lin('head_dist', classes, d) : undefined,
     activation: o.activation ?? 'gelu',
   };
+  if (o.attnPoolHeads) {
+    spec.attnPool = {
+      probe: t('pool.probe', [1, 1, d], 0.5),
+      heads: o.attnPoolHeads,
+      q: lin('pool.q', d, d),
+      k: lin('pool.k', d, d),
+      v: lin('pool.v', d, d),
+      o: lin('pool.o', d, d),
+      norm: norm('pool.norm'),
+      fc1: lin('pool.fc1', hidden, d),
+      fc2: lin('pool.fc2', d, hidden),
+    };
+  }
   return spec;
 }
 
@@ -142,6 +157,8 @@ export function familySpecs(): Record<string, VitSpec> {
     simmim: tinySpec({ family: 'simmim', pooling: 'none', layerScale: true, seed: 8 }),
     ijepa: tinySpec({ family: 'hf-ijepa', tokens: [], posSpecial: 0, pooling: 'none', seed: 9 }),
     siglip: tinySpec({ family: 'hf-siglip', tokens: [], posSpecial: 0, activation: 'gelu_tanh', pooling: 'none', seed: 10 }),
+    'siglip-attention-pool': tinySpec({ family: 'hf-siglip', tokens: [], posSpecial: 0, activation: 'gelu_tanh', attnPoolHeads: 4, seed: 15 }),
+    'dinov2-reg-classifier': tinySpec({ family: 'hf-dinov2-registers', tokens: ['cls', 'reg'], registers: 2, posSpecial: 1, layerScale: true, classes: 3, headConcat: true, seed: 16 }),
     'timm-no-embed-class': tinySpec({ family: 'timm-vit', posSpecial: 0, classes: 3, seed: 11 }),
     'timm-no-cls-avg': tinySpec({ family: 'timm-vit', tokens: [], posSpecial: 0, pooling: 'mean', fcNorm: true, finalNorm: false, classes: 3, seed: 12 }),
     'timm-reg': tinySpec({ family: 'timm-vit', tokens: ['cls', 'reg', 'reg'], registers: 2, posSpecial: 3, classes: 3, activation: 'silu', seed: 13 }),

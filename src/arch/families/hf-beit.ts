@@ -3,6 +3,10 @@ import {
   activation,
   agree,
   buildBlocks,
+  checkConfig,
+  configFile,
+  HEADS_DIVIDE,
+  HF_VISION_RULES,
   findPrefix,
   finishSpec,
   notesFor,
@@ -28,6 +32,7 @@ import { HF_VIT_BLOCK, PATCH_ANCHOR, patchEmbed } from './hf-vit-common.js';
  */
 export function buildBeit(input: BuildInput, family: string, prefixes: string[]): VitSpec {
   const cfg = input.config ?? {};
+  checkConfig(cfg, configFile(input), HF_VISION_RULES, [HEADS_DIVIDE('hidden_size', 'num_attention_heads')]);
   const notes: string[] = [];
   const root = new Weights(input.source);
   const prefix = findPrefix(input.source, PATCH_ANCHOR, prefixes);
@@ -75,7 +80,7 @@ export function buildBeit(input: BuildInput, family: string, prefixes: string[])
   const finalNorm = w.optNorm('layernorm', d, eps) ?? (prefix ? root.optNorm('layernorm', d, eps) : undefined);
   const head = root.has('classifier.weight') ? root.linearAny('classifier', d) : undefined;
 
-  const preprocess = fromHfPreprocessor(input.preprocessorConfig, defaultPreprocess(configImage, { mean: HALF_MEAN, std: HALF_STD, resample: 'bicubic' }));
+  const preprocess = fromHfPreprocessor(input.preprocessorConfig, defaultPreprocess(configImage, { mean: HALF_MEAN, std: HALF_STD, resample: 'bicubic' }), input.preprocessorFile);
   const spec = {
     family,
     modelId: input.modelId,

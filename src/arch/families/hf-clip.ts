@@ -1,7 +1,7 @@
 import type { Adapter, BuildInput, Json } from '../adapter.js';
-import { activation, agree, buildBlocks, finishSpec, notesFor, num, obj, pair, posGrid, resolveHeads, str, Weights } from '../adapter.js';
+import { activation, agree, buildBlocks, checkConfig, HEADS_DIVIDE, configFile, finishSpec, HF_VISION_RULES, notesFor, num, obj, pair, posGrid, resolveHeads, str, Weights } from '../adapter.js';
 import { CLIP_MEAN, CLIP_STD, defaultPreprocess, fromHfPreprocessor } from '../preprocess.js';
-import type { PreprocessSpec, VitSpec } from '../spec.js';
+import type { AttnPoolSpec, LinearSpec, PreprocessSpec, VitSpec } from '../spec.js';
 import { patchEmbed } from './hf-vit-common.js';
 
 /** The CLIP-style encoder layer naming shared by CLIP and SigLIP vision towers. */
@@ -29,6 +29,19 @@ export function visionConfig(cfg: Json | null, defaults: Json): Json {
   return { ...defaults, ...cfg };
 }
 
+/** Checks the numbers of the vision config where they are written (a nested dict wins over vision_config, as in visionConfig). */
+function checkVisionConfig(input: BuildInput): void {
+  const cfg = input.config;
+  const nested = obj(cfg?.vision_config);
+  const dict = obj(cfg?.vision_config_dict);
+  const file = configFile(input);
+  const divides = [HEADS_DIVIDE('hidden_size', 'num_attention_heads')];
+  if (!nested && !dict) return checkConfig(cfg, file, HF_VISION_RULES, divides);
+  if (dict) checkConfig(dict, file, HF_VISION_RULES, [], 'vision_config_dict.');
+  if (nested) checkConfig(Object.fromEntries(Object.entries(nested).filter(([k]) => dict?.[k] === undefined)), file, HF_VISION_RULES, [], 'vision_config.');
+  checkConfig({ ...nested, ...dict }, file, {}, divides, dict ? 'vision_config_dict.' : 'vision_config.');
+}
+
 export interface ClipLikeFamily {
   family: string;
   defaults: Json;
@@ -38,12 +51,15 @@ export interface ClipLikeFamily {
   patchBias: boolean;
   pooling: VitSpec['pooling'];
   projection?: string;
+  /** Attention-pooling head under the vision tower (SigLIP `head`), used when its tensors are there. */
+  attnPool?: string;
   preprocess: (image: [number, number]) => PreprocessSpec;
   notes: string[];
 }
 
 export function buildClipLike(input: BuildInput, fam: ClipLikeFamily): VitSpec {
   const vc = visionConfig(input.config, fam.defaults);
+  checkVisionConfig(input);
   const notes = [...fam.notes];
   const root = new Weights(input.source);
   const w = root.sub('vision_model.');
@@ -60,7 +76,11 @@ export function buildClipLike(input: BuildInput, fam: ClipLikeFamily): VitSpec {
   const { grid, special } = posGrid(w, 'embeddings.position_embedding.weight', rows, [fam.cls ? 1 : 0], [Math.floor(configImage[0] / patch), Math.floor(configImage[1] / patch)]);
   const blocks = buildBlocks(w, 'encoder.layers.', layers, CLIP_BLOCK, { d, heads, eps });
   const head = fam.projection && root.has(`${fam.projection}.weight`) ? root.linearAny(fam.projection, d, 'none') : undefined;
-  const preprocess = fromHfPreprocessor(input.preprocessorConfig, fam.preprocess(configImage));
+  const useHead = vc.vision_use_head !== false;
+  const attnPool = fam.attnPool && useHead && w.has(`${fam.attnPool}.probe`) ? attentionPoolHead(w, fam.attnPool, d, heads, eps) : undefined;
+  if (attnPool) notes.push(`logits.npy holds the image embedding of the attention-pooling head (vision_model.${fam.attnPool}; transformers' pooler_output)`);
+  else if (fam.attnPool) notes.push('no attention-pooling head in the checkpoint (or vision_use_head is false): no image embedding');
+  const preprocess = fromHfPreprocessor(input.preprocessorConfig, fam.preprocess(configImage), input.preprocessorFile);
   const spec = {
     family: fam.family,
     modelId: input.modelId,
@@ -77,14 +97,43 @@ export function buildClipLike(input: BuildInput, fam: ClipLikeFamily): VitSpec {
     ...(fam.preNorm ? { preNorm: w.norm('pre_layrnorm', d, eps) } : {}),
     blocks,
     finalNorm: w.norm('post_layernorm', d, eps),
-    pooling: fam.pooling,
+    pooling: attnPool ? ('attention' as const) : fam.pooling,
     ...(head ? { head } : {}),
+    ...(attnPool ? { attnPool } : {}),
     activation: activation(str(vc, 'hidden_act'), 'gelu', w.file),
     preprocess,
     notes,
   };
   notesFor(spec, notes);
   return finishSpec(spec);
+}
+
+/**
+ * transformers' `SiglipMultiheadAttentionPoolingHead` under `base`: `probe` [1, 1, d], an
+ * nn.MultiheadAttention (`attention.in_proj_weight` [3d, d] split q, k, v; `in_proj_bias`;
+ * `attention.out_proj`), `layernorm`, `mlp.fc1` / `mlp.fc2`; as many heads as the encoder.
+ */
+export function attentionPoolHead(w: Weights, base: string, d: number, heads: number, eps: number): AttnPoolSpec {
+  const h = w.sub(`${base}.`);
+  h.ref('attention.in_proj_weight', [3 * d, d], `nn.MultiheadAttention in-projection [q; k; v] for width ${d}`);
+  const hasBias = h.has('attention.in_proj_bias');
+  if (hasBias) h.ref('attention.in_proj_bias', [3 * d]);
+  const part = (i: number): LinearSpec => ({
+    weight: h.rows('attention.in_proj_weight', i * d, (i + 1) * d, [d]),
+    ...(hasBias ? { bias: h.rows('attention.in_proj_bias', i * d, (i + 1) * d, []) } : {}),
+  });
+  const fc1 = h.linearAny('mlp.fc1', d);
+  return {
+    probe: h.ref('probe', [d], 'attention-pooling probe [1, 1, d]'),
+    heads,
+    q: part(0),
+    k: part(1),
+    v: part(2),
+    o: h.linear('attention.out_proj', d, d),
+    norm: h.norm('layernorm', d, eps),
+    fc1,
+    fc2: h.linear('mlp.fc2', d, fc1.weight.shape[0]),
+  };
 }
 
 /** HF CLIPVisionConfig defaults (old openai configs omit some of these). */

@@ -1,5 +1,5 @@
 import type { Adapter, BuildInput } from '../adapter.js';
-import { activation, agree, buildBlocks, findPrefix, finishSpec, notesFor, num, pair, posGrid, resolveHeads, str, Weights } from '../adapter.js';
+import { activation, agree, buildBlocks, checkConfig, HEADS_DIVIDE, configFile, findPrefix, HF_VISION_RULES, RULES, finishSpec, notesFor, num, pair, posGrid, resolveHeads, str, Weights } from '../adapter.js';
 import { IMAGENET_MEAN, IMAGENET_STD, defaultPreprocess, fromHfPreprocessor } from '../preprocess.js';
 import type { SpecialToken, VitSpec } from '../spec.js';
 import { PATCH_ANCHOR, patchEmbed } from './hf-vit-common.js';
@@ -9,10 +9,12 @@ import { PATCH_ANCHOR, patchEmbed } from './hf-vit-common.js';
  * `layer_scale{1,2}.lambda1`, MLP `mlp.fc1/fc2` or SwiGLU `mlp.weights_in/weights_out`.
  * Tokens: CLS, registers, patches; position rows for CLS and patches only (registers are
  * inserted after the position embedding). The position grid (518/14 = 37) is resized to the
- * preprocessing crop (224) as HF does.
+ * preprocessing crop (224) as HF does. The image classifiers (`classifier` [classes, 2d]) read
+ * [CLS, mean of the patch tokens] after the final LayerNorm ('cls+mean' pooling).
  */
 export function buildDinov2(input: BuildInput, family: string, prefixes: string[]): VitSpec {
   const cfg = input.config ?? {};
+  checkConfig(cfg, configFile(input), { ...HF_VISION_RULES, num_register_tokens: RULES.registers }, [HEADS_DIVIDE('hidden_size', 'num_attention_heads')]);
   const notes: string[] = [];
   const root = new Weights(input.source);
   const prefix = findPrefix(input.source, PATCH_ANCHOR, prefixes);
@@ -62,11 +64,15 @@ export function buildDinov2(input: BuildInput, family: string, prefixes: string[
     },
     { d, heads, eps },
   );
-  if (root.has('classifier.weight')) notes.push('classifier on [CLS, mean patch] (2d inputs) not included');
+  // Dinov2(WithRegisters)ForImageClassification: classifier [classes, 2d] on [CLS, mean of patch tokens].
+  const head = root.has('classifier.weight') ? root.linearAny('classifier', 2 * d) : undefined;
+  if (head && registerTokens)
+    notes.push('classifier on [CLS, mean of patch tokens]; the mean excludes the register tokens, as transformers >= 4.52 computes it (earlier versions averaged the registers in too)');
 
   const preprocess = fromHfPreprocessor(
     input.preprocessorConfig,
     defaultPreprocess([224, 224], { mean: IMAGENET_MEAN, std: IMAGENET_STD, resample: 'bicubic', resizeShort: 256 }),
+    input.preprocessorFile,
   );
   const spec = {
     family,
@@ -84,7 +90,8 @@ export function buildDinov2(input: BuildInput, family: string, prefixes: string[
     posEmbed: { weight: w.ref('embeddings.position_embeddings', [rows, d]), grid, special },
     blocks,
     finalNorm: w.norm('layernorm', d, eps),
-    pooling: 'cls' as const,
+    pooling: head ? ('cls+mean' as const) : ('cls' as const),
+    ...(head ? { head } : {}),
     activation: activation(str(cfg, 'hidden_act'), 'gelu', w.file),
     preprocess,
     notes,
@@ -95,7 +102,7 @@ export function buildDinov2(input: BuildInput, family: string, prefixes: string[
 
 export const hfDinov2: Adapter = {
   family: 'hf-dinov2',
-  label: 'dinov2 (Dinov2Model; facebook/dinov2-*)',
+  label: 'dinov2 (Dinov2Model, Dinov2ForImageClassification; facebook/dinov2-*)',
   modelTypes: ['dinov2'],
   build: (input) => buildDinov2(input, 'hf-dinov2', ['', 'dinov2.']),
 };

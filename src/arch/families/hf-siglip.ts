@@ -22,14 +22,17 @@ const siglipFamily = (family: string): ClipLikeFamily => ({
   preNorm: false,
   patchBias: true,
   pooling: 'none',
+  attnPool: 'head',
   preprocess: (image) => defaultPreprocess(image, { mean: HALF_MEAN, std: HALF_STD, resample: 'bicubic' }),
-  notes: ['SigLIP has no CLS token; its attention-pooling head (vision_model.head.*) is not included'],
+  notes: ['SigLIP has no CLS token'],
 });
 
 /**
  * SigLIP vision towers: full SiglipModel (`siglip`, `vision_config`; text tower ignored) and
  * SiglipVisionModel (`siglip_vision_model`). No CLS token; the patch convolution has a bias;
- * position embeddings cover the patches only; `post_layernorm` normalises every token.
+ * position embeddings cover the patches only; `post_layernorm` normalises every token, and the
+ * attention-pooling head (`vision_model.head`, when present and `vision_use_head` is not false)
+ * turns them into the image embedding.
  */
 export const hfSiglip: Adapter = {
   family: 'hf-siglip',

@@ -4,6 +4,10 @@ import {
   activation,
   agree,
   buildBlocks,
+  checkConfig,
+  configFile,
+  HEADS_DIVIDE,
+  HF_VISION_RULES,
   findPrefix,
   finishSpec,
   notesFor,
@@ -66,6 +70,7 @@ export function patchEmbed(w: Weights, name: string, cfg: Record<string, unknown
 
 export function buildHfVit(input: BuildInput, fam: HfVitFamily): VitSpec {
   const cfg = input.config ?? {};
+  checkConfig(cfg, configFile(input), HF_VISION_RULES, [HEADS_DIVIDE('hidden_size', 'num_attention_heads')]);
   const notes: string[] = [...(fam.notes ?? [])];
   const root = new Weights(input.source);
   const prefix = findPrefix(input.source, PATCH_ANCHOR, fam.prefixes);
@@ -90,7 +95,7 @@ export function buildHfVit(input: BuildInput, fam: HfVitFamily): VitSpec {
   const { grid, special } = posGrid(w, 'embeddings.position_embeddings', rows, [tokenLayout.length], [Math.floor(configImage[0] / patch), Math.floor(configImage[1] / patch)]);
   const posWeight: WeightRef = w.ref('embeddings.position_embeddings', [rows, d]);
 
-  const preprocess = fromHfPreprocessor(input.preprocessorConfig, fam.preprocess(configImage));
+  const preprocess = fromHfPreprocessor(input.preprocessorConfig, fam.preprocess(configImage), input.preprocessorFile);
   const blocks = buildBlocks(w, 'encoder.layer.', layers, HF_VIT_BLOCK, { d, heads, eps });
 
   let head;

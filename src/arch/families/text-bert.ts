@@ -1,5 +1,5 @@
 import type { Adapter, BuildInput } from '../adapter.js';
-import { activation, agree, findPrefix, num, resolveHeads, str, Weights } from '../adapter.js';
+import { activation, agree, checkConfig, HEADS_DIVIDE, configFile, findPrefix, num, resolveHeads, RULES, str, Weights } from '../adapter.js';
 import type { BlockSpec, NormSpec, VitSpec } from '../spec.js';
 import { textSpec } from './text-common.js';
 
@@ -17,6 +17,12 @@ function bertNorm(w: Weights, base: string, d: number, eps: number): NormSpec {
  */
 export function buildBert(input: BuildInput, family: string, defaultEps: number): VitSpec {
   const cfg = input.config ?? {};
+  checkConfig(
+    cfg,
+    configFile(input),
+    { hidden_size: RULES.width, num_attention_heads: RULES.heads, num_hidden_layers: RULES.layers, intermediate_size: RULES.hidden, layer_norm_eps: RULES.eps },
+    [HEADS_DIVIDE('hidden_size', 'num_attention_heads')],
+  );
   const notes: string[] = ['text model: weight analysis only', 'post-norm: norm1 is the LayerNorm that produced the block input'];
   const anchor = 'encoder.layer.0.attention.self.query.weight';
   const prefix = findPrefix(input.source, anchor, ['', 'bert.', 'roberta.', 'electra.']);

@@ -1,6 +1,6 @@
 import { UserError } from '../../errors.js';
 import type { Adapter } from '../adapter.js';
-import { activation, agree, findPrefix, num, resolveHeads, str, Weights } from '../adapter.js';
+import { activation, agree, checkConfig, HEADS_DIVIDE, configFile, findPrefix, num, resolveHeads, RULES, str, Weights } from '../adapter.js';
 import type { BlockSpec } from '../spec.js';
 import { textSpec } from './text-common.js';
 
@@ -15,6 +15,7 @@ export const textGpt2: Adapter = {
   modelTypes: ['gpt2'],
   build: (input) => {
     const cfg = input.config ?? {};
+    checkConfig(cfg, configFile(input), { n_embd: RULES.width, n_head: RULES.heads, n_layer: RULES.layers, n_inner: RULES.hidden, layer_norm_epsilon: RULES.eps }, [HEADS_DIVIDE('n_embd', 'n_head')]);
     const notes: string[] = ['text model: weight analysis only'];
     const anchor = 'h.0.attn.c_attn.weight';
     const prefix = findPrefix(input.source, anchor, ['', 'transformer.']);

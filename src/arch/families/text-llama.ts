@@ -1,6 +1,6 @@
 import { UserError } from '../../errors.js';
 import type { Adapter } from '../adapter.js';
-import { activation, agree, findPrefix, num, str, Weights } from '../adapter.js';
+import { activation, agree, checkConfig, configFile, findPrefix, num, RULES, str, Weights } from '../adapter.js';
 import type { BlockSpec } from '../spec.js';
 import { textSpec } from './text-common.js';
 
@@ -17,6 +17,20 @@ export const textLlama: Adapter = {
   modelTypes: ['llama', 'mistral', 'qwen2'],
   build: (input) => {
     const cfg = input.config ?? {};
+    checkConfig(
+      cfg,
+      configFile(input),
+      {
+        hidden_size: RULES.width,
+        num_attention_heads: RULES.heads,
+        num_key_value_heads: RULES.heads,
+        head_dim: RULES.headDim,
+        num_hidden_layers: RULES.layers,
+        intermediate_size: RULES.hidden,
+        rms_norm_eps: RULES.eps,
+      },
+      [['num_attention_heads', 'num_key_value_heads', '{a} heads are not divisible into groups of {b} key/value heads']],
+    );
     const notes: string[] = ['text model: weight analysis only', 'rotary position embeddings are not part of W_q^T W_k'];
     const anchor = 'layers.0.self_attn.q_proj.weight';
     const prefix = findPrefix(input.source, anchor, ['model.', '']);

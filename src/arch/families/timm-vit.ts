@@ -1,6 +1,6 @@
 import { UserError } from '../../errors.js';
 import type { Adapter, BuildInput, Json } from '../adapter.js';
-import { num, obj, pair, resolveHeads, str, Weights } from '../adapter.js';
+import { checkConfig, HEADS_DIVIDE, configFile, num, obj, pair, resolveHeads, RULES, str, Weights } from '../adapter.js';
 import { IMAGENET_MEAN, IMAGENET_STD, defaultPreprocess, fromTimmPretrainedCfg } from '../preprocess.js';
 import type { Activation } from '../spec.js';
 import { buildTimmLike, HEADS_BY_WIDTH } from './timm-common.js';
@@ -58,6 +58,26 @@ export function buildTimmVit(input: BuildInput): ReturnType<Adapter['build']> {
   const archName = str(cfg, 'architecture') ?? '';
   if (input.config === null) notes.push('no config.json: a timm-layout state dict read from its tensor shapes');
   const name = parseTimmName(archName);
+  const cfgFile = configFile(input);
+  checkConfig(
+    cfg,
+    cfgFile,
+    {
+      num_features: RULES.width,
+      'model_args.embed_dim': RULES.width,
+      'model_args.num_heads': RULES.heads,
+      'model_args.depth': RULES.layers,
+      'model_args.patch_size': RULES.patch,
+      'model_args.img_size': RULES.image,
+      'pretrained_cfg.input_size': RULES.inputSize,
+      'pretrained_cfg.crop_pct': RULES.fraction,
+      'pretrained_cfg.mean': RULES.mean,
+      'pretrained_cfg.std': RULES.std,
+    },
+    [HEADS_DIVIDE('model_args.embed_dim', 'model_args.num_heads')],
+  );
+  // The architecture name's numbers are config numbers too (vit_base_patch16_384).
+  checkConfig({ patch: name.patch, image: name.image }, cfgFile, { patch: RULES.patch, image: RULES.image }, [], `architecture ${JSON.stringify(archName)}: `);
   const args = obj(cfg.model_args);
   const pcfg = obj(cfg.pretrained_cfg);
   const w = new Weights(input.source);
