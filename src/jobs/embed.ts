@@ -14,8 +14,10 @@
  */
 import type { VitSpec } from '../arch/spec.js';
 import { tokensJson, type TokenLayout } from '../arch/tokens.js';
-import { UserError } from '../errors.js';
-import type { ImageSource } from '../images/source.js';
+import { logitsWidth, requireForward } from '../arch/runnable.js';
+import { ListingSource, type ImageSource } from '../images/source.js';
+import { fileListing } from '../images/sources.js';
+import { preprocessFor } from '../images/preprocess.js';
 import { imageBatches, DEFAULT_BATCH, type SkippedImage } from '../runtime/batch-loop.js';
 import type { Device } from '../runtime/device.js';
 import type { LayerSelection } from '../runtime/vit-graph.js';
@@ -69,11 +71,10 @@ const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
 export async function runEmbed(spec: VitSpec, source: ImageSource, opts: EmbedOptions = {}, context?: Partial<JobContext>): Promise<EmbedRun> {
   const ctx = jobContext(context);
-  if (spec.modality !== 'vision' || !spec.patchEmbed) {
-    throw new UserError(`${spec.modelId}: embed runs the model on images, so it needs a vision transformer (this is a ${spec.modality} model; use \`qkscope svd\` for its modes)`);
-  }
+  requireForward(spec, 'embed');
   const batch = opts.batch ?? DEFAULT_BATCH;
-  const hasHead = !!spec.head && spec.pooling !== 'none';
+  const classes = logitsWidth(spec);
+  const hasHead = classes !== null;
   const rt = await VitRuntime.create(spec, {
     outputs: { ln: opts.layers ?? 'all', residual: opts.layers ?? 'all', attention: opts.attention ? (opts.layers ?? 'all') : undefined, logits: hasHead },
     imageSize: source.imageSize,
@@ -81,7 +82,6 @@ export async function runEmbed(spec: VitSpec, source: ImageSource, opts: EmbedOp
     threads: opts.threads,
   });
   const T = rt.layout.tokens, d = spec.width, H = spec.heads, L = rt.layers.ln.length;
-  const classes = hasHead ? spec.head!.weight.shape[0] : null;
   const stats: EmbedRun['stats'] = { done: 0, skipped: [], seconds: 0 };
   let started = false;
   async function* batches(): AsyncGenerator<EmbedBatch> {
@@ -187,7 +187,7 @@ export async function writeEmbed(run: EmbedRun, dir: string, opts: { argv?: stri
       ln: out.npyStream('ln.npy', '<f4', [N, ...s.ln], 'float32 [N,L,T,d]: LayerNorm output feeding each selected block’s attention (x = LN1(h))'),
       residual: out.npyStream('residual.npy', '<f4', [N, ...s.residual], 'float32 [N,L,T,d]: residual stream h entering each selected block'),
       attention: s.attention ? out.npyStream('attention.npy', '<f4', [N, ...s.attention], 'float32 [N,L,H,T,T]: attention probabilities') : undefined,
-      logits: s.logits ? out.npyStream('logits.npy', '<f4', [N, ...s.logits], 'float32 [N,classes]: classifier logits (CLIP: the projected image embedding)') : undefined,
+      logits: s.logits ? out.npyStream('logits.npy', '<f4', [N, ...s.logits], 'float32 [N,classes]: classifier logits (CLIP: the projected image embedding; SigLIP: the attention-pooled image embedding)') : undefined,
     };
     const rowOf = new Array<number | null>(N).fill(null);
     let rows = 0;
@@ -246,4 +246,47 @@ export async function writeEmbed(run: EmbedRun, dir: string, opts: { argv?: stri
     await run.close();
     throw e;
   }
+}
+
+/** One array per requested layer: what `embedImages` returns. */
+export interface EmbedByLayer {
+  /** Block indices, in the order of the arrays below. */
+  layers: number[];
+  /** Source index of each row (skipped images have none). */
+  ids: number[];
+  /** Per layer: [N, T, d] LayerNorm output feeding the attention. */
+  ln: Float32Array[];
+  /** Per layer: [N, T, d] residual stream entering the block. */
+  residual: Float32Array[];
+  /** Per layer: [N, H, T, T] attention probabilities (with `attention`). */
+  attention?: Float32Array[];
+  /** [N, classes] when the model has a classifier (CLIP/SigLIP: the image embedding). */
+  logits?: Float32Array;
+  skipped: SkippedImage[];
+  layout: TokenLayout;
+}
+
+/**
+ * The library's embed: image files (or any ImageSource) through the model, typed arrays per
+ * requested layer in memory (use `runEmbed` + `writeEmbed` to stream large sets to disk).
+ */
+export async function embedImages(spec: VitSpec, images: string[] | ImageSource, opts: EmbedOptions = {}, context?: Partial<JobContext>): Promise<EmbedByLayer> {
+  let source: ImageSource;
+  if (Array.isArray(images)) {
+    const { pp, options } = preprocessFor(spec);
+    source = new ListingSource(fileListing(images), pp, options);
+  } else source = images;
+  const a = await collectEmbed(await runEmbed(spec, source, opts, context));
+  const N = a.ids.length;
+  const L = a.layers.length;
+  const split = (x: Float32Array | undefined) => {
+    if (!x) return undefined;
+    const per = x.length / Math.max(1, N * L);
+    return a.layers.map((_, j) => {
+      const out = new Float32Array(N * per);
+      for (let i = 0; i < N; i++) out.set(x.subarray((i * L + j) * per, (i * L + j + 1) * per), i * per);
+      return out;
+    });
+  };
+  return { layers: a.layers, ids: a.ids, ln: split(a.ln)!, residual: split(a.residual)!, attention: split(a.attention), logits: a.logits, skipped: a.skipped, layout: a.layout };
 }
