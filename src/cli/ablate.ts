@@ -1,26 +1,25 @@
 import { Command, Option } from 'commander';
 import { addModelOptions, positiveInt, type ModelFlags } from './model-options.js';
+import { addImageRunOptions, addProgressOption, withJobContext, type ImageRunFlags } from './context.js';
 import { UserError } from '../errors.js';
-import { preprocessFor } from '../images/preprocess.js';
-import { parseDevice } from '../runtime/device.js';
-import { runAblation, type AblationTarget } from '../jobs/ablate.js';
-import { expandClassFolders, labelsFromCsv, labelsFromFolders } from '../data/labels.js';
-import { writeAblationReport } from '../jobs/ablate-report.js';
 import { loadSpec } from '../arch/load.js';
-import { ImageFiles, NpyPixels, type PixelSource } from '../images/source.js';
+import { preprocessFor } from '../images/preprocess.js';
+import { ListingSource, NpyPixels, type ImageSource } from '../images/source.js';
+import { fileListing } from '../images/sources.js';
+import { expandClassFolders, labelsFromCsv, labelsFromFolders } from '../data/labels.js';
+import { parseDevice } from '../runtime/device.js';
+import { runAblation, sweepTargets, writeAblation, type AblationTarget, type SweepKind } from '../jobs/ablate.js';
 
-interface AblateFlags extends ModelFlags {
+interface AblateFlags extends ModelFlags, ImageRunFlags {
   out: string;
   layer?: number;
   head?: number;
-  modes?: number[];
+  modes?: number[] | 'all';
+  topModes?: number;
   sweep?: boolean;
   labels?: string;
   labelMap?: string;
-  batch: number;
   pixels?: string;
-  device: string;
-  threads?: number;
   figures: boolean;
 }
 
@@ -32,8 +31,9 @@ function nonNegInt(flag: string) {
   };
 }
 
-export function parseModes(v: string): number[] {
-  if (v.trim().toLowerCase() === 'all') return [-1];
+/** `--modes 0,3` (0-based) or `all`. Range is checked once the model is known. */
+export function parseModes(v: string): number[] | 'all' {
+  if (v.trim().toLowerCase() === 'all') return 'all';
   const out = v.split(',').map((s) => s.trim()).map((s) => {
     const n = Number(s);
     if (s === '' || !Number.isInteger(n) || n < 0) throw new UserError(`--modes ${v}: expected comma-separated 0-based mode indices like 0,3 (or all)`);
@@ -50,76 +50,86 @@ export function ablateCommand(): Command {
     .requiredOption('-o, --out <dir>', 'output directory (ablate.json, ablate.csv, ablate.svg/.png for --sweep)')
     .addOption(new Option('--layer <l>', '0-based block index of the head').argParser(nonNegInt('--layer')))
     .addOption(new Option('--head <h>', '0-based head index').argParser(nonNegInt('--head')))
-    .addOption(new Option('--modes <list>', 'comma-separated 0-based modes removed together (e.g. 0,3), or all').argParser(parseModes))
-    .option('--sweep', 'remove each mode of --layer/--head in turn; without --head, each head’s top mode (mode 0) across layers (or in --layer); ranked, with a figure')
+    .addOption(new Option('--modes <list>', 'comma-separated 0-based modes (e.g. 0,3) or all: removed together; with --sweep, each removed in turn').argParser(parseModes))
+    .addOption(new Option('--top-modes <n>', 'with --sweep: sweep only the n modes with the largest σ (modes 0..n−1) of each head').argParser(positiveInt('--top-modes')))
+    .option('--sweep', 'remove modes one at a time: every mode of --layer/--head; without --head, each head’s top mode (mode 0) across layers (or in --layer); ranked, with a figure')
     .option('--labels <file|folders>', 'ground truth for accuracy: a CSV of file,class_index, or "folders" (class = parent folder name)')
     .option('--label-map <file>', 'with --labels folders: class names, one per line (index = line, 0-based), or JSON array / {name: index}')
-    .addOption(new Option('--batch <n>', 'images per forward pass').default(8).argParser(positiveInt('--batch')))
     .option('--pixels <file.npy>', 'float32 [N, 3, S, S] pixels, already normalised: bypasses decoding and preprocessing')
-    .addOption(new Option('--device <device>', 'cpu, or cuda').default('cpu'))
-    .addOption(new Option('--threads <n>', 'CPU threads per operator').argParser(positiveInt('--threads')))
     .option('--no-figures', 'skip the sweep figure')
     .addHelpText(
       'after',
-      '\nEvery image runs once through the original model (the reference) and once per ablation, in one\n' +
-        'onnxruntime session that takes the edited query weight as an input (nothing is rebuilt).\n' +
-        'Indices are 0-based. Vision transformers only.\n' +
+      '\nEvery image runs once through the original model (the reference, which also keeps the residual\n' +
+        'stream entering each ablated layer); each ablation of a layer-l head then reruns only blocks\n' +
+        'l..L−1 from that residual with the edited query weight fed as a graph input (nothing is rebuilt),\n' +
+        'so it costs about (L − l)/L of a forward pass. Sweeps over many layers of a large model run in\n' +
+        'several passes over the images to bound memory. Progress counts forward runs (images × passes\n' +
+        'and images × ablations). Unreadable images are skipped and listed. Indices are 0-based.\n' +
+        'Vision transformers only.\n' +
         '\nExample:\n  qkscope ablate google/vit-base-patch16-224 ./val --layer 5 --head 3 --modes 0,3 --labels labels.csv --out runs/abl\n' +
-        '  qkscope ablate google/vit-base-patch16-224 ./val --layer 5 --head 3 --sweep --out runs/abl-sweep\n' +
+        '  qkscope ablate google/vit-base-patch16-224 ./val --layer 5 --head 3 --sweep --top-modes 8 --out runs/abl-sweep\n' +
         '  qkscope ablate google/vit-base-patch16-224 ./imagenet-folders --labels folders --label-map wnids.txt --sweep --out runs/abl-heads\n',
     );
+  addImageRunOptions(cmd);
+  addProgressOption(cmd);
   addModelOptions(cmd);
   cmd.action(async (model: string, images: string[], flags: AblateFlags) => {
     const device = parseDevice(flags.device);
     if (flags.pixels && images.length) throw new UserError(`--pixels ${flags.pixels}: give either --pixels or image files, not both`);
     if (!flags.pixels && images.length === 0) throw new UserError('ablate: give at least one image file (or folder), or --pixels X.npy');
+    if (!flags.sweep && flags.topModes !== undefined) throw new UserError('--top-modes limits a --sweep; to remove the top modes together give --modes 0,1,...');
     if (!flags.sweep && (flags.layer === undefined || flags.head === undefined || !flags.modes)) {
       throw new UserError('ablate: give --layer L --head H --modes 0,3 (or --sweep)');
     }
-    if (flags.sweep && flags.modes) throw new UserError('--sweep chooses the modes itself; drop --modes (or drop --sweep)');
-    if (flags.sweep && flags.head !== undefined && flags.layer === undefined) throw new UserError('--sweep --head H needs --layer L too');
     if (flags.labelMap && flags.labels !== 'folders') throw new UserError('--label-map goes with --labels folders');
     if (flags.labels && flags.pixels) throw new UserError(`--labels ${flags.labels} with --pixels: labels name image files; run on the image files instead`);
+    // Check the inputs before the model loads (a typo should not wait for a download).
     const paths = flags.pixels ? [] : expandClassFolders(images);
     let labels: Int32Array | undefined;
     if (flags.labels === 'folders') labels = labelsFromFolders(paths, flags.labelMap);
     else if (flags.labels) labels = labelsFromCsv(flags.labels, paths);
 
     const { spec, close } = await loadSpec(model, flags);
-    let source: PixelSource | undefined;
+    let source: ImageSource | undefined;
     try {
-      if (spec.modality !== 'vision') {
+      if (spec.modality !== 'vision' || !spec.patchEmbed) {
         throw new UserError(`${model}: ablate runs the model on images, so it needs a vision transformer (this is a ${spec.modality} model: ${spec.family}); use \`qkscope svd\` for its modes`);
       }
-      const dh = spec.headDim;
       let targets: AblationTarget[];
-      let sweep: 'modes' | 'heads' | null = null;
-      if (flags.sweep && flags.head !== undefined) {
-        sweep = 'modes';
-        targets = Array.from({ length: dh }, (_, n) => ({ layer: flags.layer!, head: flags.head!, modes: [n] }));
-      } else if (flags.sweep) {
-        sweep = 'heads';
-        const layers = flags.layer !== undefined ? [flags.layer] : Array.from({ length: spec.layers }, (_, l) => l);
-        targets = layers.flatMap((layer) => Array.from({ length: spec.heads }, (_, head) => ({ layer, head, modes: [0] })));
-      } else {
-        const modes = flags.modes![0] === -1 ? Array.from({ length: dh }, (_, n) => n) : flags.modes!;
-        targets = [{ layer: flags.layer!, head: flags.head!, modes }];
-      }
+      let sweep: SweepKind | null = null;
+      if (flags.sweep) ({ targets, sweep } = sweepTargets(spec, { layer: flags.layer, head: flags.head, modes: flags.modes, topModes: flags.topModes }));
+      else targets = [{ layer: flags.layer!, head: flags.head!, modes: flags.modes === 'all' ? Array.from({ length: spec.headDim }, (_, n) => n) : flags.modes! }];
       if (flags.pixels) {
         source = NpyPixels.open(flags.pixels, { channels: spec.channels, patchSize: spec.patchSize, imageSize: spec.imageSize });
       } else {
         const { pp, defaulted, options } = preprocessFor(spec);
         if (defaulted) process.stderr.write(`qkscope: ${spec.modelId} has no preprocessing config; using resize to ${pp.crop.join('x')}, bilinear, mean/std 0.5\n`);
-        source = new ImageFiles(paths, pp, options);
+        source = new ListingSource(fileListing(paths), pp, options, { decode: { maxPixels: flags.maxPixels } });
       }
-      const result = await runAblation(spec, source, { targets, batch: flags.batch, device, threads: flags.threads, labels });
-      const files = await writeAblationReport(spec, result, { outDir: flags.out, sweep, figures: flags.figures, manifest: { input: model, argv: process.argv.slice(2) } });
+      const src = source;
+      const result = await withJobContext(
+        flags,
+        (ctx) => runAblation(spec, src, { targets, sweep, batch: flags.batch, device, threads: flags.threads, labels, input: model }, ctx),
+        { signals: true },
+      );
+      if (result.images === 0) {
+        throw new UserError(`none of the ${result.skipped.length} image${result.skipped.length === 1 ? '' : 's'} could be used (${result.skipped[0]?.label}: ${result.skipped[0]?.reason})`);
+      }
+      const { files } = await writeAblation(result, flags.out, { figures: flags.figures, argv: process.argv.slice(2) });
       const best = result.effects.length === 1 ? result.effects[0] : null;
+      const sk = result.skipped.length;
       process.stdout.write(
         `${spec.modelId}: ${targets.length} ablation${targets.length === 1 ? '' : 's'} over ${result.images} image${result.images === 1 ? '' : 's'}` +
+          (sk ? ` (${sk} skipped)` : '') +
           (best ? ` (attention KL ${best.attention.mean_kl.toPrecision(3)}${best.output.top1_agreement !== null ? `, top-1 agreement ${(best.output.top1_agreement * 100).toFixed(1)}%` : ''})` : '') +
           `; wrote ${files.join(', ')} to ${flags.out}\n`,
       );
+      if (sk) {
+        process.stdout.write('skipped images (listed in ablate.json):\n');
+        for (const s of result.skipped.slice(0, 20)) process.stdout.write(`  ${s.label}: ${s.reason}\n`);
+        if (sk > 20) process.stdout.write(`  ... and ${sk - 20} more\n`);
+      }
+      if (result.interrupted) throw new UserError(`ablate interrupted after ${result.images} images; ${flags.out} holds the effects over those (rerun to do them all)`, 130);
     } finally {
       source?.close();
       await close();

@@ -1,25 +1,22 @@
 import { Command, Option } from 'commander';
-import { addModelOptions, positiveInt, type ModelFlags } from './model-options.js';
+import { addModelOptions, type ModelFlags } from './model-options.js';
+import { addImageRunOptions, addProgressOption, withJobContext, type ImageRunFlags } from './context.js';
 import { UserError } from '../errors.js';
 import { preprocessFor } from '../images/preprocess.js';
 import { parseDevice } from '../runtime/device.js';
-import { runPositionContent } from '../jobs/position-content.js';
-import { writePositionContentReport } from '../jobs/position-content-report.js';
+import { runPositionContent, writePositionContent } from '../jobs/position-content.js';
 import { parseLayers } from './embed.js';
 import type { LayerSelection } from '../runtime/vit-graph.js';
 import { loadSpec } from '../arch/load.js';
-import { expandImagePaths } from '../images/sources.js';
-import { ImageFiles, NpyPixels, type PixelSource } from '../images/source.js';
+import { expandImagePaths, fileListing } from '../images/sources.js';
+import { ListingSource, NpyPixels, type ImageSource } from '../images/source.js';
 
-interface PcFlags extends ModelFlags {
+interface PcFlags extends ModelFlags, ImageRunFlags {
   out: string;
   embedding: string;
   tokens: string;
   layers?: LayerSelection;
-  batch: number;
   pixels?: string;
-  device: string;
-  threads?: number;
   figures: boolean;
 }
 
@@ -32,30 +29,31 @@ export function positionContentCommand(): Command {
     .addOption(new Option('--embedding <kind>', 'ln: LayerNorm output feeding the attention (the modes’ own space); residual: the stream before it').choices(['ln', 'residual']).default('ln'))
     .addOption(new Option('--tokens <which>', 'tokens in the sums: all (as the attention sees them) or patches').choices(['all', 'patches']).default('all'))
     .addOption(new Option('--layers <list>', 'comma-separated 0-based layers, or all').default('all').argParser(parseLayers))
-    .addOption(new Option('--batch <n>', 'images per forward pass').default(8).argParser(positiveInt('--batch')))
     .option('--pixels <file.npy>', 'float32 [N, 3, S, S] pixels, already normalised: bypasses decoding and preprocessing')
-    .addOption(new Option('--device <device>', 'cpu, or cuda').default('cpu'))
-    .addOption(new Option('--threads <n>', 'CPU threads').argParser(positiveInt('--threads')))
     .option('--no-figures', 'skip the figure')
     .addHelpText(
       'after',
       '\nDefinition: P_t = mean over images of token t’s embedding, C = x − P. Mode n’s logit\n' +
         'σ_n (x_i·u_n)(v_n·x_j) splits into CC + CP + PC + PP (query side first); the share of XY is\n' +
         'Σ XY² / Σ of all four (sums over images and token pairs). Heads and layers sum the energies.\n' +
-        'Runs the images twice (means, then content). Vision transformers only; indices 0-based.\n' +
+        'Runs the images twice (means, then content), both passes with progress; an unreadable image is\n' +
+        'skipped in both and listed. Vision transformers only; indices 0-based.\n' +
         '\nExample:\n  qkscope position-content google/vit-base-patch16-224 ./val --out runs/pos\n' +
         '  qkscope position-content facebook/dino-vits16 ./val --embedding residual --tokens patches --out runs/pos-res\n',
     );
+  addImageRunOptions(cmd);
+  addProgressOption(cmd);
   addModelOptions(cmd);
   cmd.action(async (model: string, images: string[], flags: PcFlags) => {
     const device = parseDevice(flags.device);
     if (flags.pixels && images.length) throw new UserError(`--pixels ${flags.pixels}: give either --pixels or image files, not both`);
     if (!flags.pixels && images.length === 0) throw new UserError('position-content: give at least 2 image files (or a folder), or --pixels X.npy');
+    // Check the inputs before the model loads (a typo should not wait for a download).
     const paths = flags.pixels ? [] : expandImagePaths(images);
     const { spec, close } = await loadSpec(model, flags);
-    let source: PixelSource | undefined;
+    let source: ImageSource | undefined;
     try {
-      if (spec.modality !== 'vision') {
+      if (spec.modality !== 'vision' || !spec.patchEmbed) {
         throw new UserError(`${model}: position-content runs the model on images, so it needs a vision transformer (this is a ${spec.modality} model: ${spec.family}); use \`qkscope svd\` for its modes`);
       }
       const sel = flags.layers ?? 'all';
@@ -65,18 +63,30 @@ export function positionContentCommand(): Command {
       } else {
         const { pp, defaulted, options } = preprocessFor(spec);
         if (defaulted) process.stderr.write(`qkscope: ${spec.modelId} has no preprocessing config; using resize to ${pp.crop.join('x')}, bilinear, mean/std 0.5\n`);
-        source = new ImageFiles(paths, pp, options);
+        source = new ListingSource(fileListing(paths), pp, options, { decode: { maxPixels: flags.maxPixels } });
       }
-      const r = await runPositionContent(spec, source, {
-        embedding: flags.embedding as 'ln' | 'residual',
-        tokens: flags.tokens as 'all' | 'patches',
-        layers,
-        batch: flags.batch,
-        device,
-        threads: flags.threads,
-      });
-      const files = await writePositionContentReport(spec, r, { outDir: flags.out, figures: flags.figures, manifest: { input: model, argv: process.argv.slice(2) } });
-      process.stdout.write(`${spec.modelId}: position/content shares of ${r.layers.length} layer${r.layers.length === 1 ? '' : 's'} over ${r.images} images; wrote ${files.join(', ')} to ${flags.out}\n`);
+      const src = source;
+      const r = await withJobContext(
+        flags,
+        (ctx) =>
+          runPositionContent(
+            spec,
+            src,
+            { embedding: flags.embedding as 'ln' | 'residual', tokens: flags.tokens as 'all' | 'patches', layers, batch: flags.batch, device, threads: flags.threads, input: model },
+            ctx,
+          ),
+        { signals: true },
+      );
+      const { files } = await writePositionContent(r, flags.out, { figures: flags.figures, argv: process.argv.slice(2) });
+      const sk = r.skipped.length;
+      process.stdout.write(
+        `${spec.modelId}: position/content shares of ${r.layers.length} layer${r.layers.length === 1 ? '' : 's'} over ${r.images} images${sk ? ` (${sk} skipped)` : ''}; wrote ${files.join(', ')} to ${flags.out}\n`,
+      );
+      if (sk) {
+        process.stdout.write('skipped images (listed in position_content.json):\n');
+        for (const s of r.skipped.slice(0, 20)) process.stdout.write(`  ${s.label}: ${s.reason}\n`);
+        if (sk > 20) process.stdout.write(`  ... and ${sk - 20} more\n`);
+      }
     } finally {
       source?.close();
       await close();

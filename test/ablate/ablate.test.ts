@@ -11,7 +11,7 @@ import { runAblation } from '../../src/jobs/ablate.js';
 import { headModes } from '../../src/analysis/modes.js';
 import { VitRuntime } from '../../src/runtime/vit-runtime.js';
 import { loadSpec } from '../../src/arch/load.js';
-import { type PixelSource } from '../../src/images/source.js';
+import { MemoryPixels } from './memory-source.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-ablate-'));
 test.after(() => rmSync(root, { recursive: true, force: true }));
@@ -23,19 +23,6 @@ const modelDir = writeModel(join(root, 'm'), 'hf-vit-classifier', makeLayoutWeig
   d: D, heads: HEADS, layers: 2, patch: 4, image: IMG, seed: 11, qkvBias: 'none',
   planted: (l, h) => (l === 0 && h === 0 ? ONE : undefined),
 })).path;
-
-export class MemoryPixels implements PixelSource {
-  readonly channels = 3;
-  constructor(readonly data: Float32Array, readonly count: number, readonly imageSize: [number, number]) {}
-  async read(start: number, n: number) {
-    const per = 3 * this.imageSize[0] * this.imageSize[1];
-    return this.data.slice(start * per, (start + n) * per);
-  }
-  describe() {
-    return { source: 'memory', count: this.count };
-  }
-  close() {}
-}
 
 test('the weight edit removes exactly the chosen modes: M\' = M − Σ σ_n u_n v_nᵀ', () => {
   const sigma = [9, 7, 5, 4, 3, 2.5, 2, 1.5, 1.2, 1, 0.8, 0.6, 0.4, 0.3, 0.2, 0.1];
@@ -156,3 +143,201 @@ for (const layout of ['timm-vit', 'hf-beit', 'hf-deit'] as const) {
     }
   });
 }
+
+// ---- suffix graphs, passes, skipped images, progress, sweep targets ---------------------------
+
+import { sweepTargets, layerGroups, suffixWeightBytes, type AblationTarget } from '../../src/jobs/ablate.js';
+import type { VitSpec } from '../../src/arch/spec.js';
+import type { Progress } from '../../src/progress.js';
+
+const L3 = 3;
+const model3 = writeModel(join(root, 'm3'), 'hf-vit-classifier', makeLayoutWeights('hf-vit-classifier', {
+  d: D, heads: HEADS, layers: L3, patch: 4, image: IMG, seed: 23,
+  planted: (l, h) => (l === 2 && h === 1 ? ONE : undefined),
+})).path;
+
+/** Metrics of each target by the definitions, in float64, from whole-model runs (no suffix graphs, no accumulator). */
+async function wholeModelEffects(spec: VitSpec, px: Float32Array, n: number, targets: AblationTarget[], labels: Int32Array) {
+  const layers = [...new Set(targets.map((t) => t.layer))].sort((a, b) => a - b);
+  const rt = await VitRuntime.create(spec, { outputs: { attention: layers, logits: true }, overridable: layers.map((l) => `blocks.${l}.q.weight`), threads: 1 });
+  const T = rt.layout.tokens;
+  const ref = await rt.run(px, n);
+  const out = [];
+  const softmax = (z: Float32Array, i: number, C: number) => {
+    const row = Array.from(z.subarray(i * C, (i + 1) * C));
+    const m = Math.max(...row);
+    const e = row.map((v) => Math.exp(v - m));
+    const s = e.reduce((a, b) => a + b, 0);
+    return e.map((v) => v / s);
+  };
+  const argmax = (p: number[]) => p.indexOf(Math.max(...p));
+  for (const t of targets) {
+    const x = await loadLayerQK(spec, t.layer);
+    const m = modesOf(spec, x, t.head);
+    const r = await rt.run(px, n, { weights: { [`blocks.${t.layer}.q.weight`]: ablateQueryWeight(x.wq, t.head, DH, D, m.U, t.modes) } });
+    const j = layers.indexOf(t.layer);
+    let abs = 0, kl = 0;
+    for (let i = 0; i < n; i++) {
+      const o = ((i * layers.length + j) * HEADS + t.head) * T * T;
+      for (let q = 0; q < T; q++) {
+        let rowKl = 0;
+        for (let k = 0; k < T; k++) {
+          const a = ref.attention![o + q * T + k], b = r.attention![o + q * T + k];
+          abs += Math.abs(b - a);
+          if (a > 0) rowKl += a * Math.log(a / Math.max(b, 1e-12));
+        }
+        kl += Math.max(0, rowKl);
+      }
+    }
+    const C = ref.logits!.length / n;
+    let lkl = 0, agree = 0, co = 0, ca = 0, lab = 0;
+    for (let i = 0; i < n; i++) {
+      const p = softmax(ref.logits!, i, C), q = softmax(r.logits!, i, C);
+      lkl += Math.max(0, p.reduce((s, v, c) => s + (v > 0 ? v * Math.log(v / Math.max(q[c], 1e-12)) : 0), 0));
+      if (argmax(p) === argmax(q)) agree++;
+      if (labels[i] >= 0) {
+        lab++;
+        if (argmax(p) === labels[i]) co++;
+        if (argmax(q) === labels[i]) ca++;
+      }
+    }
+    out.push({ mean_abs_change: abs / (n * T * T), mean_kl: kl / (n * T), mean_logit_kl: lkl / n, top1_agreement: agree / n, accuracy_original: co / lab, accuracy_ablated: ca / lab, labelled: lab });
+  }
+  await rt.close();
+  return out;
+}
+
+const close6 = (a: number, b: number) => Math.abs(a - b) <= 1e-4 * Math.abs(b) + 1e-7;
+
+test('a sweep over every layer (suffix graphs from the residual) equals ablating in the whole model, in one pass or one pass per layer', async () => {
+  const { spec, close } = await loadSpec(model3, {});
+  try {
+    const n = 5;
+    const px = tinyPixels(n, IMG, IMG, 31);
+    const labels = Int32Array.from([0, 1, -1, 2, 1]);
+    const { targets, sweep } = sweepTargets(spec, { topModes: 2 });
+    assert.equal(sweep, 'heads');
+    assert.equal(targets.length, L3 * HEADS * 2);
+    const want = await wholeModelEffects(spec, px, n, targets, labels);
+    const one = await runAblation(spec, new MemoryPixels(px, n, [IMG, IMG]), { targets, batch: 2, threads: 1, labels });
+    const perLayer = await runAblation(spec, new MemoryPixels(px, n, [IMG, IMG]), { targets, batch: 3, threads: 1, labels, maxSuffixBytes: 1 });
+    assert.equal(one.timing.passes, 1);
+    assert.equal(perLayer.timing.passes, L3);
+    assert.ok(want.some((w) => w.mean_kl > 1e-2), 'some ablation changes attention');
+    assert.ok(want.some((w) => w.top1_agreement < 1), 'some ablation changes a prediction');
+    for (const r of [one, perLayer]) {
+      assert.equal(r.images, n);
+      r.effects.forEach((e, i) => {
+        const w = want[i];
+        const what = `${e.layer}.${e.head} M${e.modes} (${r.timing.passes} passes)`;
+        for (const k of ['mean_abs_change', 'mean_kl'] as const) assert.ok(close6(e.attention[k], w[k]), `${what} ${k}: ${e.attention[k]} vs ${w[k]}`);
+        assert.ok(close6(e.output.mean_logit_kl!, w.mean_logit_kl), `${what} logit KL: ${e.output.mean_logit_kl} vs ${w.mean_logit_kl}`);
+        for (const k of ['top1_agreement', 'accuracy_original', 'accuracy_ablated', 'labelled'] as const) assert.equal(e.output[k], w[k], `${what} ${k}`);
+      });
+    }
+  } finally {
+    await close();
+  }
+});
+
+test('a corrupt image is skipped and reported, in every pass, and the effects are those of the other images', async () => {
+  const { spec, close } = await loadSpec(model3, {});
+  try {
+    const n = 6;
+    const px = tinyPixels(n, IMG, IMG, 41);
+    const per = 3 * IMG * IMG;
+    const good = [0, 2, 3, 4, 5];
+    const pxGood = new Float32Array(good.length * per);
+    good.forEach((id, k) => pxGood.set(px.subarray(id * per, (id + 1) * per), k * per));
+    const targets = [{ layer: 0, head: 1, modes: [0] }, { layer: 2, head: 1, modes: [0] }, { layer: 2, head: 1, modes: [5] }];
+    const withBad = await runAblation(spec, new MemoryPixels(px, n, [IMG, IMG], new Set([1])), { targets, batch: 2, threads: 1, maxSuffixBytes: 1 });
+    const without = await runAblation(spec, new MemoryPixels(pxGood, good.length, [IMG, IMG]), { targets, batch: 2, threads: 1 });
+    assert.equal(withBad.timing.passes, 2);
+    assert.equal(withBad.images, 5);
+    assert.deepEqual(withBad.skipped.map((s) => [s.id, s.label, s.reason]), [[1, 'memory[1]', 'corrupt image (planted)']]);
+    withBad.effects.forEach((e, i) => {
+      const w = without.effects[i];
+      assert.equal(e.output.images, 5);
+      assert.equal(e.attention.rows, 5 * 17);
+      assert.ok(close6(e.attention.mean_kl, w.attention.mean_kl) && close6(e.output.mean_logit_kl!, w.output.mean_logit_kl!), `target ${i}`);
+    });
+  } finally {
+    await close();
+  }
+});
+
+test('progress counts every forward run: images × (passes + ablations), advanced after each run', async () => {
+  const { spec, close } = await loadSpec(model3, {});
+  try {
+    const events: string[] = [];
+    let total = 0, done = 0, skipped = 0;
+    const progress: Progress = {
+      start: (label, t, o) => { total = t; events.push(`start ${o?.unit}`); },
+      advance: (k, s = 0) => { done += k; skipped += s; events.push(`+${k}`); },
+      note: (m) => events.push(m),
+      end: () => events.push('end'),
+    };
+    const targets = [{ layer: 1, head: 0, modes: [0] }, { layer: 2, head: 1, modes: [0] }, { layer: 2, head: 1, modes: [1] }];
+    const r = await runAblation(spec, new MemoryPixels(tinyPixels(5, IMG, IMG, 5), 5, [IMG, IMG], new Set([3])), { targets, batch: 2, threads: 1, maxSuffixBytes: 1 }, { progress });
+    assert.equal(r.timing.passes, 2);
+    assert.equal(total, 5 * (2 + 3));
+    assert.equal(done, total);
+    assert.equal(skipped, 1);
+    assert.equal(events[0], 'start runs');
+    assert.equal(events.at(-1), 'end');
+    assert.ok(events.includes('skipped memory[3]: corrupt image (planted)'));
+    // Pass 1 (layer 1): 3 batches (2, 1 + the skip, 2 images) × (reference + 1 ablation); pass 2: 2 batches of 2 × (1 + 2).
+    assert.equal(events.filter((e) => e.startsWith('+')).length, 3 * 2 + 1 + 2 * 3);
+  } finally {
+    await close();
+  }
+});
+
+test('sweep targets: --top-modes takes the modes of largest σ, --modes chooses them, mistakes are one-line UserErrors', async () => {
+  const { spec, close } = await loadSpec(model3, {});
+  try {
+    const top = sweepTargets(spec, { layer: 2, head: 1, topModes: 3 });
+    assert.equal(top.sweep, 'modes');
+    assert.deepEqual(top.targets.map((t) => t.modes[0]), [0, 1, 2]);
+    const m = modesOf(spec, await loadLayerQK(spec, 2), 1);
+    const sorted = Array.from(m.sigma).sort((a, b) => b - a);
+    assert.deepEqual(top.targets.map((t) => m.sigma[t.modes[0]]), sorted.slice(0, 3));
+    assert.equal(sweepTargets(spec, { layer: 2, head: 1 }).targets.length, DH);
+    assert.deepEqual(sweepTargets(spec, { layer: 1, modes: [2, 4] }).targets.map((t) => `${t.layer}.${t.head}.${t.modes}`), ['1.0.2', '1.0.4', '1.1.2', '1.1.4']);
+    assert.equal(sweepTargets(spec, {}).targets.length, L3 * HEADS);
+    const bad: [Parameters<typeof sweepTargets>[1], RegExp][] = [
+      [{ head: 0 }, /needs --layer/],
+      [{ layer: 0, head: 0, modes: [1], topModes: 2 }, /give one of them/],
+      [{ layer: 0, head: 0, topModes: DH + 1 }, /--top-modes 17: .* has 16 modes/],
+      [{ layer: 3 }, /--layer 3: .* has layers 0\.\.2/],
+      [{ layer: 0, modes: [16] }, /mode 16 is out of range/],
+    ];
+    for (const [sel, re] of bad) assert.throws(() => sweepTargets(spec, sel), (e: Error) => e.name === 'UserError' && re.test(e.message) && !e.message.includes('\n'), JSON.stringify(sel));
+    // Passes: each layer's suffix holds its blocks and the head (layer 0 reuses the reference session).
+    assert.ok(suffixWeightBytes(spec, 0) > suffixWeightBytes(spec, 2));
+    assert.deepEqual(layerGroups(spec, [2, 0, 1], Infinity), [[0, 1, 2]]);
+    assert.deepEqual(layerGroups(spec, [2, 0, 1], 1), [[0], [1], [2]]);
+    assert.deepEqual(layerGroups(spec, [0, 1, 2], suffixWeightBytes(spec, 1) + suffixWeightBytes(spec, 2) - 1), [[0, 1], [2]]);
+    assert.deepEqual(layerGroups(spec, [0, 1, 2], suffixWeightBytes(spec, 1) + suffixWeightBytes(spec, 2)), [[0, 1, 2]]);
+  } finally {
+    await close();
+  }
+});
+
+test('a stop request ends the ablation after the batch in flight: the effects cover the images done and say so', async () => {
+  const { spec, close } = await loadSpec(model3, {});
+  try {
+    const stop = { stop: false };
+    const progress: Progress = { start() {}, advance: () => void (stop.stop = true), note() {}, end() {} };
+    const targets = [{ layer: 1, head: 0, modes: [0] }, { layer: 2, head: 1, modes: [0] }];
+    const r = await runAblation(spec, new MemoryPixels(tinyPixels(6, IMG, IMG, 8), 6, [IMG, IMG]), { targets, batch: 2, threads: 1, maxSuffixBytes: 1 }, { progress, stop });
+    assert.equal(r.interrupted, true);
+    assert.equal(r.images, 2);
+    assert.equal(r.effects[0].output.images, 2);
+    assert.equal(r.effects[1].output.images, 0, 'the second pass never ran');
+    const done = await runAblation(spec, new MemoryPixels(tinyPixels(2, IMG, IMG, 8), 2, [IMG, IMG]), { targets: targets.slice(0, 1), batch: 2, threads: 1 }, { stop: { stop: true } });
+    assert.equal(done.interrupted, false, 'a stop after the last batch interrupts nothing');
+  } finally {
+    await close();
+  }
+});

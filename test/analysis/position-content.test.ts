@@ -8,7 +8,8 @@ import { runPositionContent } from '../../src/jobs/position-content.js';
 import { makeLayoutWeights, writeModel } from '../fixtures/models.js';
 import { mulberry32, gaussian } from '../../src/analysis/synthetic.js';
 import { loadSpec } from '../../src/arch/load.js';
-import { type PixelSource } from '../../src/images/source.js';
+import { MemoryPixels } from '../ablate/memory-source.js';
+import { ImageDecodeError } from '../../src/images/decode.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-pc-'));
 test.after(() => rmSync(root, { recursive: true, force: true }));
@@ -40,19 +41,6 @@ test('the factorised energies equal the brute-force sums of the four squared ter
   }
   assert.equal(shares([0, 0, 0, 0]), null);
 });
-
-class MemoryPixels implements PixelSource {
-  readonly channels = 3;
-  constructor(readonly data: Float32Array, readonly count: number, readonly imageSize: [number, number]) {}
-  async read(start: number, n: number) {
-    const per = 3 * this.imageSize[0] * this.imageSize[1];
-    return this.data.slice(start * per, (start + n) * per);
-  }
-  describe() {
-    return { source: 'memory', count: this.count };
-  }
-  close() {}
-}
 
 /**
  * A model whose block-0 input separates position from content exactly: the position embedding
@@ -114,6 +102,49 @@ test('planted purely positional / purely content modes give the planted shares',
     const rl = await runPositionContent(spec, pairedPixels(2), { threads: 1 });
     assert.equal(rl.embedding, 'ln');
     for (const h of rl.layers[0].heads) assert.ok(Math.abs(h.total_shares!.reduce((a, b) => a + b) - 1) < 1e-9);
+  } finally {
+    await close();
+  }
+});
+
+test('an image that fails to load is skipped in both passes (pass 2 asks only for the images pass 1 used); shares are those of the other images', async () => {
+  const { spec, close } = await loadSpec(plantedModel(), {});
+  try {
+    const all = pairedPixels(3);
+    const per = 3 * 16 * 16;
+    // Image 2 fails the first time it is read only: were pass 2 to ask for it, it would load.
+    const calls = new Map<number, number>();
+    class FailsOnce extends MemoryPixels {
+      override async load(i: number, out: Float32Array, offset: number) {
+        calls.set(i, (calls.get(i) ?? 0) + 1);
+        if (i === 2 && calls.get(i) === 1) throw new ImageDecodeError('truncated (planted)');
+        return super.load(i, out, offset);
+      }
+    }
+    const r = await runPositionContent(spec, new FailsOnce(all.data, 6, [16, 16]), { embedding: 'residual', threads: 1, batch: 4 });
+    assert.equal(calls.get(2), 1);
+    assert.equal(calls.get(3), 2);
+    assert.equal(r.images, 5);
+    assert.deepEqual(r.skipped.map((s) => [s.id, s.reason]), [[2, 'truncated (planted)']]);
+    const good = [0, 1, 3, 4, 5];
+    const px = new Float32Array(5 * per);
+    good.forEach((id, k) => px.set(all.data.subarray(id * per, (id + 1) * per), k * per));
+    const want = await runPositionContent(spec, new MemoryPixels(px, 5, [16, 16]), { embedding: 'residual', threads: 1, batch: 4 });
+    r.layers[0].heads.forEach((h, i) => {
+      const w = want.layers[0].heads[i];
+      h.total.forEach((e, p) => assert.ok(Math.abs(e - w.total[p]) <= 1e-5 * Math.max(1, Math.abs(w.total[p])), `head ${i} part ${p}: ${e} vs ${w.total[p]}`));
+    });
+  } finally {
+    await close();
+  }
+});
+
+test('a stop request during position-content is a UserError (exit 130): both passes are needed', async () => {
+  const { spec, close } = await loadSpec(plantedModel(), {});
+  try {
+    const stop = { stop: false };
+    const progress = { start() {}, advance: () => void (stop.stop = true), note() {}, end() {} };
+    await assert.rejects(runPositionContent(spec, pairedPixels(3), { threads: 1, batch: 2 }, { progress, stop }), (e: Error & { exitCode?: number }) => e.name === 'UserError' && e.exitCode === 130 && /interrupted/.test(e.message));
   } finally {
     await close();
   }

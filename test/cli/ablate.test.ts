@@ -18,16 +18,24 @@ const model = writeModel(join(root, 'vit'), 'hf-vit-classifier', makeLayoutWeigh
   planted: (l, h) => (l === 1 && h === 0 ? ONE : undefined),
 })).path;
 
-async function ablate(args: string[]): Promise<void> {
+/** Runs the command; returns what it wrote to stdout and stderr. */
+async function ablate(args: string[]): Promise<{ stdout: string; stderr: string }> {
   const cmd = ablateCommand().exitOverride();
-  const orig = process.stdout.write.bind(process.stdout);
-  process.stdout.write = ((s: string | Uint8Array, ...rest: unknown[]) =>
-    typeof s === 'string' && s.includes(' ablation') ? true : (orig as (...a: unknown[]) => boolean)(s, ...rest)) as typeof process.stdout.write;
+  const seen = { stdout: '', stderr: '' };
+  const orig = { stdout: process.stdout.write.bind(process.stdout), stderr: process.stderr.write.bind(process.stderr) };
+  const capture = (k: 'stdout' | 'stderr') => ((s: string | Uint8Array) => {
+    seen[k] += typeof s === 'string' ? s : Buffer.from(s).toString();
+    return true;
+  }) as typeof process.stdout.write;
+  process.stdout.write = capture('stdout');
+  process.stderr.write = capture('stderr');
   try {
     await cmd.parseAsync(args, { from: 'user' });
   } finally {
-    process.stdout.write = orig;
+    process.stdout.write = orig.stdout;
+    process.stderr.write = orig.stderr;
   }
+  return seen;
 }
 
 /** A folder of class folders: cat/ (2 images) and dog/ (2 images). */
@@ -47,7 +55,8 @@ async function classFolders(): Promise<string> {
 
 test('parseModes', () => {
   assert.deepEqual(parseModes('0,3'), [0, 3]);
-  assert.deepEqual(parseModes('all'), [-1]);
+  assert.deepEqual(parseModes('all'), 'all');
+  assert.deepEqual(parseModes('3,1,3'), [3, 1]);
   assert.throws(() => parseModes('0,x'), /--modes 0,x/);
 });
 
@@ -97,9 +106,12 @@ test('ablate: user mistakes are one-line UserErrors', async () => {
   const imgs = await classFolders();
   const cases: [string[], RegExp][] = [
     [[model, imgs, '--out', join(root, 'x')], /--layer L --head H --modes/],
-    [[model, imgs, '--layer', '0', '--head', '5', '--modes', '0', '--out', join(root, 'x')], /--head 5: out of range/],
+    [[model, imgs, '--layer', '0', '--head', '5', '--modes', '0', '--out', join(root, 'x')], /--head 5: .* has heads 0\.\.1/],
     [[model, imgs, '--layer', '0', '--head', '0', '--modes', '99', '--out', join(root, 'x')], /mode 99 is out of range/],
-    [[model, imgs, '--sweep', '--modes', '0', '--out', join(root, 'x')], /drop --modes/],
+    [[model, imgs, '--sweep', '--modes', '0', '--top-modes', '2', '--out', join(root, 'x')], /--modes and --top-modes/],
+    [[model, imgs, '--layer', '0', '--head', '0', '--top-modes', '2', '--out', join(root, 'x')], /--top-modes limits a --sweep/],
+    [[model, imgs, '--layer', '1', '--head', '0', '--sweep', '--top-modes', '17', '--out', join(root, 'x')], /--top-modes 17: .* has 16 modes/],
+    [[model, imgs, '--sweep', '--head', '0', '--out', join(root, 'x')], /needs --layer/],
     [[model, imgs, '--sweep', '--labels', 'folders', '--out', join(root, 'x')], /folder "cat".*--label-map/],
   ];
   for (const [args, re] of cases) await assert.rejects(ablate(args), (e: Error) => e.name === 'UserError' && re.test(e.message) && !e.message.includes('\n'), args.join(' '));
@@ -113,4 +125,38 @@ test('ablate --help has an Example section', () => {
   const cmd = ablateCommand().exitOverride().configureOutput({ writeOut: (s) => (help += s) });
   assert.throws(() => cmd.parse(['--help'], { from: 'user' }));
   assert.match(help, /Example:\n\s+qkscope ablate /);
+});
+
+test('ablate: a corrupt image among good ones is skipped and reported; progress lines appear in a pipe; --top-modes limits the sweep', async () => {
+  const dir = join(root, 'mixed');
+  mkdirSync(dir, { recursive: true });
+  for (let k = 0; k < 3; k++) {
+    const data = Buffer.alloc(16 * 16 * 3);
+    for (let j = 0; j < data.length; j++) data[j] = (j * (3 + k * 7) + k * 50) % 256;
+    await sharp(data, { raw: { width: 16, height: 16, channels: 3 } }).png().toFile(join(dir, `good${k}.png`));
+  }
+  writeFileSync(join(dir, 'broken.png'), Buffer.from('\x89PNG\r\n\x1a\nthis is not a png'));
+  const out = join(root, 'mixed-out');
+  const { stdout, stderr } = await ablate([model, dir, '--layer', '1', '--head', '0', '--sweep', '--top-modes', '3', '--batch', '2', '--threads', '1', '--progress-every', '1', '--out', out]);
+  const j = JSON.parse(readFileSync(join(out, 'ablate.json'), 'utf8'));
+  assert.equal(j.images, 3);
+  assert.equal(j.skipped.length, 1);
+  assert.match(j.skipped[0].path, /broken\.png$/);
+  assert.ok(j.skipped[0].reason.length > 0);
+  assert.deepEqual(j.effects.map((e: { modes: number[] }) => e.modes[0]), [0, 1, 2]);
+  assert.equal(j.ranking[0], 'L1 H0 M0');
+  // The standard manifest header.
+  assert.deepEqual(j.tool.name, 'qkscope');
+  assert.equal(j.command, 'ablate');
+  assert.equal(j.model.layers, 2);
+  assert.ok(j.files['ablate.csv'] && j.files['ablate.svg/.png']);
+  assert.equal(j.options.batch, 2);
+  assert.equal(j.inputs.count, 4);
+  // Summary and the skipped list on stdout; progress lines (4 images × (1 pass + 3 ablations) = 16 runs) on stderr.
+  assert.match(stdout, /3 ablations over 3 images \(1 skipped\)/);
+  assert.match(stdout, /broken\.png: /);
+  assert.match(stderr, /skipped .*broken\.png/);
+  const lines = stderr.split('\n').filter((l) => /^ablate .*: \d+\/16 runs/.test(l));
+  assert.ok(lines.length >= 4, `progress lines:\n${stderr}`);
+  assert.match(lines.at(-1)!, /16\/16 runs \(100\.0 %\).*1 skipped/);
 });

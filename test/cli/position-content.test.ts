@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -70,4 +70,33 @@ test('position-content: user mistakes', async () => {
   const cmd = positionContentCommand().exitOverride().configureOutput({ writeOut: (s) => (help += s) });
   assert.throws(() => cmd.parse(['--help'], { from: 'user' }));
   assert.match(help, /Example:\n\s+qkscope position-content /);
+});
+
+test('position-content: a corrupt image is skipped and listed; both passes print progress lines in a pipe', async () => {
+  const dir = await images(3);
+  writeFileSync(join(dir, 'broken.png'), Buffer.from('\x89PNG\r\n\x1a\nnot a png at all'));
+  const out = join(root, 'skip');
+  let stderr = '';
+  let stdout = '';
+  const orig = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
+  process.stdout.write = ((s: string) => ((stdout += s), true)) as typeof process.stdout.write;
+  process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
+  try {
+    await positionContentCommand().exitOverride().parseAsync([model, dir, '--out', out, '--threads', '1', '--batch', '2', '--progress-every', '1', '--no-figures'], { from: 'user' });
+  } finally {
+    process.stdout.write = orig.out;
+    process.stderr.write = orig.err;
+  }
+  const j = JSON.parse(readFileSync(join(out, 'position_content.json'), 'utf8'));
+  assert.equal(j.images, 3);
+  assert.equal(j.skipped.length, 1);
+  assert.match(j.skipped[0].path, /broken\.png$/);
+  assert.equal(j.command, 'position-content');
+  assert.equal(j.tool.name, 'qkscope');
+  assert.ok(j.files['shares.npy'] && j.shapes.shares);
+  assert.match(stdout, /over 3 images \(1 skipped\)/);
+  assert.match(stdout, /broken\.png: /);
+  assert.match(stderr, /pass 1\/2 .*: 4\/4 images \(100\.0 %\).*1 skipped/);
+  assert.match(stderr, /pass 2\/2 .*: 3\/3 images \(100\.0 %\)/);
+  assert.ok(stderr.split('\n').filter((l) => /pass [12]\/2.*: \d\/\d images/.test(l)).length >= 4, stderr);
 });

@@ -1,7 +1,7 @@
 /**
  * Position vs content shares of the logit energy (see analysis/position-content.ts): one
  * stacked horizontal bar per layer (left) and per head (right), four parts CC, CP, PC, PP
- * (query side first) in Okabe–Ito colours (colour-blind safe).
+ * (query side first) in Okabe–Ito colours (colour-blind safe). Rows without energy say so.
  */
 import * as Plot from '@observablehq/plot';
 import { OKABE_ITO, gridSvg, plotPanel } from '../plot.js';
@@ -35,6 +35,8 @@ function panel(rows: ShareRow[], title: string, legend: boolean) {
     color: { domain: PARTS, range: COLORS },
     marks: [
       Plot.barX(data, Plot.stackX({ x: 'value', y: 'label', fill: 'part', order: PARTS })),
+      // A row without energy (all σ = 0) would otherwise look like missing data.
+      Plot.text(rows.filter((r) => !r.shares), { x: 0, y: 'label', text: () => 'no logit energy (σ = 0)', textAnchor: 'start', dx: 4, fill: '#555' }),
       ...(legend
         ? PARTS.map((p, i) => Plot.text([p], { frameAnchor: 'bottom-left', dy: 48 + 14 * i, dx: -56, text: (d: string) => `■ ${d} (${['CC', 'CP', 'PC', 'PP'][i]})`, fill: COLORS[i], textAnchor: 'start' }))
         : []),
