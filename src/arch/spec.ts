@@ -203,6 +203,23 @@ export async function loadWeight(ref: WeightRef): Promise<FloatArray> {
   return data;
 }
 
+/**
+ * `loadWeight` into `into` where the source can (float32 storage, rows as stored): a caller
+ * that reads the same-sized weights over and over (the analysis, layer after layer) reuses one
+ * buffer instead of fresh memory each time. Otherwise exactly `loadWeight` (a new array).
+ */
+export async function loadWeightInto(ref: WeightRef, into: Float32Array): Promise<FloatArray> {
+  const rows = ref.rows ?? (ref.shape.length ? [0, ref.source.info(ref.name)?.shape[0] ?? -1] : null);
+  if (!ref.transposed && ref.source.readInto && rows && rows[1] >= 0) {
+    const data = await ref.source.readInto(ref.name, rows[0], rows[1], into);
+    if (data) {
+      if (!ref.source.allowNonFinite) checkFinite(ref, data);
+      return data;
+    }
+  }
+  return loadWeight(ref);
+}
+
 function checkFinite(ref: WeightRef, data: FloatArray): void {
   let bad = 0;
   for (let i = 0; i < data.length; i++) if (data[i] - data[i] !== 0) bad++; // NaN and ±Inf only

@@ -23,11 +23,14 @@ export function decode(bytes: Uint8Array, dtype: DType): FloatArray {
   const n = bytes.byteLength / DTYPE_BYTES[dtype];
   // Copy to an aligned buffer first: a positioned read may land at any offset.
   const aligned = bytes.byteOffset % 8 === 0 ? bytes : bytes.slice();
+  // A buffer that is exactly its own ArrayBuffer (a large read) is wrapped, not copied: the
+  // copy of a big tensor costs fresh pages, more than reading it.
+  const whole = aligned.byteOffset === 0 && aligned.buffer.byteLength === aligned.byteLength;
   switch (dtype) {
     case 'F32':
-      return new Float32Array(aligned.buffer.slice(aligned.byteOffset, aligned.byteOffset + n * 4));
+      return whole ? new Float32Array(aligned.buffer, 0, n) : new Float32Array(aligned.buffer.slice(aligned.byteOffset, aligned.byteOffset + n * 4));
     case 'F64':
-      return new Float64Array(aligned.buffer.slice(aligned.byteOffset, aligned.byteOffset + n * 8));
+      return whole ? new Float64Array(aligned.buffer, 0, n) : new Float64Array(aligned.buffer.slice(aligned.byteOffset, aligned.byteOffset + n * 8));
     case 'F16': {
       const src = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
       const out = new Float32Array(n);

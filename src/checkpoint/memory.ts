@@ -4,6 +4,7 @@ import type { FloatArray, TensorInfo, TensorSource } from './types.js';
 /** An in-memory TensorSource (tests, and specs built from edited weights). */
 export class MemorySource implements TensorSource {
   private map = new Map<string, { shape: number[]; data: FloatArray }>();
+  allowNonFinite?: boolean;
   constructor(readonly location = '<memory>', tensors: Record<string, { shape: number[]; data: ArrayLike<number> }> = {}) {
     for (const [k, v] of Object.entries(tensors)) this.set(k, v.shape, v.data);
   }

@@ -1,6 +1,7 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { UserError } from '../errors.js';
+import { readRegularFile, statOrNull } from './files.js';
 import { HubRepoNotFound, parseHubId, resolveHubModel, type HubOptions } from './hub.js';
 import { SafetensorsFile } from './safetensors.js';
 import { ShardedSource } from './sharded.js';
@@ -65,17 +66,12 @@ export async function openModel(input: string, opts: OpenOptions = {}): Promise<
   return st.isDirectory() ? openDir(input, opts.part) : openFile(input, opts.part, true);
 }
 
-function statOrNull(p: string) {
-  try {
-    return statSync(p);
-  } catch {
-    return null;
-  }
-}
+/** Cap on config.json / preprocessor_config.json: real ones are a few kilobytes. */
+const MAX_CONFIG_BYTES = 16 * 2 ** 20;
 
 function readJson(path: string): Record<string, unknown> | null {
-  if (!existsSync(path)) return null;
-  const text = readFileSync(path, 'utf8');
+  if (!statOrNull(path)) return null;
+  const text = readRegularFile(path, MAX_CONFIG_BYTES, 'JSON config').toString('utf8');
   try {
     const v = JSON.parse(text);
     if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;

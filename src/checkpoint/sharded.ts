@@ -1,8 +1,12 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { UserError } from '../errors.js';
+import { notRegularError, readRegularFile, statOrNull } from './files.js';
+import { printable } from './printable.js';
 import { SafetensorsFile } from './safetensors.js';
 import type { FloatArray, TensorInfo, TensorSource } from './types.js';
+
+/** Cap on the index JSON: one of 100k tensors is ~10 MB. */
+const MAX_INDEX_BYTES = 64 * 2 ** 20;
 
 /**
  * Weights split over several safetensors files by a `model.safetensors.index.json`
@@ -20,12 +24,7 @@ export class ShardedSource implements TensorSource {
   ) {}
 
   static async open(indexPath: string): Promise<ShardedSource> {
-    let text: string;
-    try {
-      text = readFileSync(indexPath, 'utf8');
-    } catch (e) {
-      throw new UserError(`${indexPath}: cannot open (${(e as NodeJS.ErrnoException).code ?? e}); check the path`);
-    }
+    const text = readRegularFile(indexPath, MAX_INDEX_BYTES, 'safetensors index').toString('utf8');
     const bad = (why: string) => new UserError(`${indexPath}: not a valid safetensors index (${why}); re-download the model`);
     let index: { weight_map?: unknown; metadata?: unknown };
     try {
@@ -39,12 +38,14 @@ export class ShardedSource implements TensorSource {
     const dir = dirname(indexPath);
     const weightMap = new Map<string, string>();
     for (const [name, file] of Object.entries(wm as Record<string, unknown>)) {
-      if (typeof file !== 'string' || isAbsolute(file) || normalize(file).startsWith('..')) throw bad(`tensor ${name} maps to ${JSON.stringify(file)}`);
+      if (typeof file !== 'string' || isAbsolute(file) || normalize(file).startsWith('..')) throw bad(`tensor ${printable(name, 60)} maps to ${printable(JSON.stringify(file) ?? String(file), 60)}`);
       weightMap.set(name, file);
     }
     // Fail now, not an hour into an analysis, if a shard never arrived.
     for (const file of new Set(weightMap.values())) {
-      if (!existsSync(join(dir, file))) throw new UserError(`${join(dir, file)}: shard listed in ${indexPath} is missing; download it (or the whole model) again`);
+      const st = statOrNull(join(dir, file));
+      if (!st) throw new UserError(`${join(dir, file)}: shard listed in ${indexPath} is missing; download it (or the whole model) again`);
+      if (!st.isFile()) throw notRegularError(join(dir, file), st, 'safetensors shard');
     }
     const metadata = (index.metadata && typeof index.metadata === 'object' ? index.metadata : {}) as Record<string, unknown>;
     return new ShardedSource(indexPath, dir, weightMap, metadata);
@@ -61,7 +62,7 @@ export class ShardedSource implements TensorSource {
     let s = this.shards.get(file);
     if (!s) {
       const path = join(this.dir, file);
-      if (!existsSync(path)) throw new UserError(`${path}: shard listed in ${this.location} is missing; download it (or the whole model) again`);
+      if (!statOrNull(path)) throw new UserError(`${path}: shard listed in ${this.location} is missing; download it (or the whole model) again`);
       s = SafetensorsFile.openSync(path);
       this.shards.set(file, s);
     }

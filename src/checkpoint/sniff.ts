@@ -1,5 +1,6 @@
-import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
+import { readSync, closeSync } from 'node:fs';
 import { UserError } from '../errors.js';
+import { openRegularSync } from './files.js';
 
 /** What the first bytes of a weights file say it is, whatever its extension claims. */
 export type FileKind =
@@ -29,16 +30,10 @@ export function classify(head: Buffer, size: number): FileKind {
   return 'unknown';
 }
 
-/** Reads the first bytes of a file and classifies it; a missing file is a UserError. */
+/** Reads the first bytes of a file and classifies it; a missing or non-regular file is a UserError. */
 export function sniffFile(path: string): FileKind {
-  let fd: number;
+  const { fd, size } = openRegularSync(path);
   try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw new UserError(`${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? e}); check the path`);
-  }
-  try {
-    const size = fstatSync(fd).size;
     const head = Buffer.alloc(Math.min(512, size));
     readSync(fd, head, 0, head.length, 0);
     return classify(head, size);

@@ -24,5 +24,16 @@ export interface TensorSource {
    * so a fused qkv weight's q and k blocks are read without touching v.
    */
   read(name: string, rowStart?: number, rowEnd?: number): Promise<FloatArray>;
+  /**
+   * Optional: `read` of a float32 tensor into the caller's `into` (reused from call to call:
+   * fresh memory costs more than the read), returning the filled front of it; null when the
+   * tensor is not stored as float32 or does not fit (the caller then uses `read`).
+   */
+  readInto?(name: string, rowStart: number, rowEnd: number, into: Float32Array): Promise<Float32Array | null>;
   close(): Promise<void>;
+  /**
+   * Let NaN/Inf through `loadWeight` (arch/spec.ts), which otherwise refuses a tensor holding
+   * them. Set by `loadSpec` for --allow-nonfinite; absent (refuse) everywhere else.
+   */
+  allowNonFinite?: boolean;
 }

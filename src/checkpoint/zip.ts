@@ -23,6 +23,11 @@ export const SIG_CEN = 0x02014b50;
 export const SIG_LOC = 0x04034b50;
 export const U32 = 0xffffffff;
 
+/** Default cap on a record read whole (data.pkl, byteorder): real ones are kilobytes. */
+export const MAX_RECORD_BYTES = 64 * 2 ** 20;
+/** Cap on the central directory: a torch archive of 100k tensors has ~15 MB of it. */
+export const MAX_DIRECTORY_BYTES = 64 * 2 ** 20;
+
 export class ZipReader {
   /** Entry payload bytes read so far (tests check positioned reads stay small). */
   bytesRead = 0;
@@ -63,6 +68,8 @@ export class ZipReader {
       cdOffset = Number(rec.readBigUInt64LE(48));
     }
     if (cdOffset + cdSize > size) throw bad('is truncated (its zip directory points past the end)');
+    if (cdSize > MAX_DIRECTORY_BYTES) throw bad(`has a zip directory of ${cdSize} bytes, over the ${MAX_DIRECTORY_BYTES}-byte limit`);
+    if (count * 46 > cdSize) throw bad(`has a damaged zip directory (${count} entries cannot fit in ${cdSize} bytes)`);
     const cd = await readAt(fh, cdOffset, cdSize);
     const entries = new Map<string, ZipEntry>();
     const order: string[] = [];
@@ -82,6 +89,8 @@ export class ZipReader {
       };
       applyZip64Extra(e, cd.subarray(p + 46 + nameLen, p + 46 + nameLen + extraLen));
       if (e.localHeaderOffset + 30 + e.compressedSize > size) throw bad(`is truncated (entry ${e.name} runs past the end)`);
+      // A stored entry's two sizes are the same number; tensor reads trust `size`.
+      if (e.method === 0 && e.size !== e.compressedSize) throw bad(`has a damaged zip directory (stored entry ${e.name} claims ${e.size} bytes in ${e.compressedSize})`);
       entries.set(e.name, e);
       order.push(e.name);
       p += 46 + nameLen + extraLen + commentLen;
@@ -102,13 +111,37 @@ export class ZipReader {
     return s;
   }
 
-  /** A whole entry (small records such as data.pkl), inflated if it was compressed. */
-  async readAll(e: ZipEntry): Promise<Buffer> {
+  /**
+   * A whole entry (small records such as data.pkl), inflated if it was compressed. Its size is
+   * checked against `maxBytes` from the zip directory before anything is read, and the inflate
+   * is capped at the size the directory declares, so a deflate bomb that lies about its size
+   * stops there instead of filling memory.
+   */
+  async readAll(e: ZipEntry, maxBytes = MAX_RECORD_BYTES): Promise<Buffer> {
+    const over = (n: number) =>
+      new UserError(`${this.location}: entry ${e.name} would be ${n} bytes, over the ${maxBytes}-byte limit for it; a checkpoint never needs that, the file is damaged or crafted`);
+    if (e.method !== 0 && e.method !== 8) {
+      throw new UserError(`${this.location}: entry ${e.name} uses zip compression method ${e.method}; re-save the checkpoint with torch.save`);
+    }
+    if (e.size > maxBytes) throw over(e.size);
+    // Deflate never grows data by more than ~0.1% (stored blocks): anything larger is not this entry.
+    const damaged = (why: string) => new UserError(`${this.location}: entry ${e.name} is damaged (${why}); re-download the file`);
+    if (e.compressedSize > e.size + (e.size >> 8) + 1024) throw damaged(`${e.compressedSize} compressed bytes cannot hold the ${e.size} bytes the zip directory says`);
     const raw = await readAt(this.fh, await this.dataStart(e), e.compressedSize);
     this.bytesRead += raw.length;
-    if (e.method === 0) return raw;
-    if (e.method === 8) return inflateRawSync(raw);
-    throw new UserError(`${this.location}: entry ${e.name} uses zip compression method ${e.method}; re-save the checkpoint with torch.save`);
+    if (e.method === 0) {
+      if (raw.length !== e.size) throw damaged(`stored with ${raw.length} bytes but the zip directory says ${e.size}`);
+      return raw;
+    }
+    let out: Buffer;
+    try {
+      out = inflateRawSync(raw, { maxOutputLength: Math.max(1, e.size + 1) });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw damaged(`it inflates to more than the ${e.size} bytes the zip directory says`);
+      throw damaged(`cannot inflate: ${(err as Error).message}`);
+    }
+    if (out.length !== e.size) throw damaged(`it inflates to ${out.length} bytes but the zip directory says ${e.size}`);
+    return out;
   }
 
   /** Bytes [start, start+len) of a stored entry, without touching the rest. */

@@ -64,22 +64,21 @@ export async function runSvd(spec: VitSpec, opts: SvdOptions = {}, context?: Par
   const hw = new Float64Array(L * H);
   const hm = new Float64Array(L * H);
   const salience = new Float64Array(L * H * d);
-  const U = vectors === false ? null : vectors === 'float64' ? new Float64Array(L * H * d * dh) : new Float32Array(L * H * d * dh);
-  const V = vectors === false ? null : vectors === 'float64' ? new Float64Array(L * H * d * dh) : new Float32Array(L * H * d * dh);
+  // [L, H, d, d_h] (column n = u_n, the layout numpy users expect), filled by the analysis
+  // threads themselves (shared memory), with no per-head copies.
+  const shared = (n: number) => (vectors === 'float64' ? new Float64Array(new SharedArrayBuffer(8 * n)) : new Float32Array(new SharedArrayBuffer(4 * n)));
+  const U = vectors === false ? null : shared(L * H * d * dh);
+  const V = vectors === false ? null : shared(L * H * d * dh);
   const layers: LayerSummary[] = [];
   const chance = chanceBands(d);
 
-  // Mode-major rows (u_n) → [d, d_h] columns, the layout numpy users expect (U[..., :, n]).
-  const putVectors = (dst: Float32Array | Float64Array, m: Float64Array, l: number, h: number) => {
-    const base = (l * H + h) * d * dh;
-    for (let n = 0; n < dh; n++) for (let i = 0; i < d; i++) dst[base + i * dh + n] = m[n * d + i];
-  };
-
   const threads = opts.threads ?? defaultSvdThreads(spec);
+  const nonfiniteHeads: string[] = [];
   ctx.progress.start('svd', L, { unit: 'layers' });
   try {
     await analyzeModel(spec, {
       threads,
+      vectors: U && V ? { U, V } : false,
       onLayer: (l: number, heads: HeadModes[]) => {
         const hs: HeadSummary[] = [];
         for (const m of heads) {
@@ -91,10 +90,9 @@ export async function runSvd(spec: VitSpec, opts: SvdOptions = {}, context?: Par
           hw[l * H + h] = m.weightedCosine;
           hm[l * H + h] = m.meanCosine;
           if (m.salience) salience.set(m.salience, (l * H + h) * d);
-          if (U && V) {
-            putVectors(U, m.U, l, h);
-            putVectors(V, m.V, l, h);
-          }
+          // --allow-nonfinite: NaN/Inf weights give non-finite σ or c; mark the head, never average it in silently.
+          const nonfinite = !m.sigma.every(Number.isFinite) || !m.cosine.every(Number.isFinite) || !Number.isFinite(m.salienceNorm);
+          if (nonfinite) nonfiniteHeads.push(`L${l} H${h}`);
           const ssum = m.sigma.reduce((a, b) => a + b, 0);
           const w = Array.from(m.sigma, (s) => (ssum > 0 ? s / ssum : 1 / dh));
           hs.push({
@@ -108,14 +106,15 @@ export async function runSvd(spec: VitSpec, opts: SvdOptions = {}, context?: Par
             rel_gap: Array.from(m.relGap),
             min_rel_gap: Math.min(...m.relGap),
             salience_norm: m.salienceNorm,
+            ...(nonfinite ? { nonfinite: true } : {}),
           });
         }
         hs.sort((a, b) => a.head - b.head);
         layers.push({
           layer: l,
           depth: depthOf(l, L),
-          mean_weighted_cosine: mean(hs.map((x) => x.weighted_cosine)),
-          mean_plain_cosine: mean(hs.map((x) => x.mean_cosine)),
+          mean_weighted_cosine: mean(hs.filter((x) => !x.nonfinite).map((x) => x.weighted_cosine)),
+          mean_plain_cosine: mean(hs.filter((x) => !x.nonfinite).map((x) => x.mean_cosine)),
           heads: hs,
         });
         ctx.progress.advance(1);
@@ -123,6 +122,12 @@ export async function runSvd(spec: VitSpec, opts: SvdOptions = {}, context?: Par
     });
   } finally {
     ctx.progress.end();
+  }
+  if (nonfiniteHeads.length) {
+    ctx.progress.note(
+      `warning: ${nonfiniteHeads.length} head${nonfiniteHeads.length === 1 ? '' : 's'} with non-finite weights (${nonfiniteHeads.slice(0, 8).join(', ')}${nonfiniteHeads.length > 8 ? ', …' : ''}): ` +
+        'marked "nonfinite": true in summary.json and left out of the layer means',
+    );
   }
   layers.sort((a, b) => a.layer - b.layer);
   const stats: SvdStats = {
@@ -190,7 +195,17 @@ function headsCsv(s: SvdStats): (string | number)[][] {
 export async function writeSvd(r: SvdResult, dir: string, opts: { figures?: boolean } = {}): Promise<string> {
   const { layers: L, heads: H, width: d, head_dim: dh } = r.stats.dims;
   const out = new RunDir(dir, 'svd', { manifest: 'summary.json', refuseOtherCommand: true });
+  // The figures rasterise on libuv's threads while this thread writes the arrays.
+  let figures: Promise<unknown> | null = null;
   try {
+    if (opts.figures !== false) {
+      const f = svdFigures(r);
+      figures = Promise.all([
+        out.figure('heatmap', f.heatmap, 'layer × head σ-weighted cosine'),
+        out.figure('heads', f.heads, 'per-head panels: mode cosines with the 95% chance band, σ/σ_max'),
+      ]);
+      figures.catch(() => {}); // awaited below; no unhandled rejection while the arrays are written
+    }
     out.npy('singular_values.npy', '<f8', [L, H, dh], r.sigma, 'float64 [L,H,d_h]: σ_n of W_qᵀW_k (unscaled), descending');
     out.npy('cosine.npy', '<f8', [L, H, dh], r.cosine, 'float64 [L,H,d_h]: c_n = u_n·v_n');
     out.npy('rel_gap.npy', '<f8', [L, H, dh], r.relGap, 'float64 [L,H,d_h]: relative singular-value gap of mode n');
@@ -203,13 +218,10 @@ export async function writeSvd(r: SvdResult, dir: string, opts: { figures?: bool
     }
     out.npy('key_salience.npy', '<f8', [L, H, d], r.salience, 'float64 [L,H,d]: s = W_kᵀ b_q (zeros where the query has no bias)');
     out.csv('heads.csv', headsCsv(r.stats), 'one row per head: layer, head, depth, weighted/mean cosine, bands, σ stats, salience norm');
-    if (opts.figures !== false) {
-      const f = svdFigures(r);
-      await out.figure('heatmap', f.heatmap, 'layer × head σ-weighted cosine');
-      await out.figure('heads', f.heads, 'per-head panels: mode cosines with the 95% chance band, σ/σ_max');
-    }
+    await figures;
     return out.commit(out.header(r.model, { ...r.options }, { model: r.model.input }), { ...r.stats });
   } catch (e) {
+    await figures?.catch(() => {}); // let them finish before their partial files are removed
     out.abort();
     throw e;
   }

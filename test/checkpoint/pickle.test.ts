@@ -61,11 +61,15 @@ test('damaged pickles are UserErrors naming the file', async () => {
   await rejectsUser(async () => unpickle(new Uint8Array([0x80, 2, 0x4e, 0x51, 0x2e]), { location: 'z.pkl' }), /persistent id without a loader/);
 });
 
-test('a known constructor that rejects its arguments is a UserError, not a crash', async () => {
+test('an allow-listed constructor that rejects its arguments is a UserError; an unknown callable is refused', async () => {
   const bytes = new Pickler().dump(new PyReduce(new PyGlobalRef('mine', 'f'), [1]));
-  const o = unpickle(bytes, { location: 'a.pkl' });
-  assert.equal(pyClassOf(o), 'mine.f', 'unknown global → placeholder');
+  await rejectsUser(async () => unpickle(bytes, { location: 'a.pkl' }), 'a.pkl', /refused/, /calls mine\.f, which is not on the allow-list/);
   await rejectsUser(async () => unpickle(bytes, { location: 'a.pkl', globals: { 'mine.f': () => { throw new Error('bad args'); } } }), /mine\.f: bad args/);
+  // The same class only instantiated (NEWOBJ), then given a state: an inert stand-in.
+  const inst = new Pickler().dump(new PyReduce(new PyGlobalRef('mine', 'f'), [], { newobj: true, state: { a: 1 } }));
+  const o = unpickle(inst, { location: 'a.pkl' });
+  assert.equal(pyClassOf(o), 'mine.f');
+  assert.deepEqual({ ...(pyState(o) as object) }, { a: 1 });
 });
 
 test('the pickler round-trips through the unpickler', () => {

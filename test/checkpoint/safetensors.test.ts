@@ -128,3 +128,39 @@ test('openSync reads the same header', () => {
   assert.deepEqual(f.info('a'), { name: 'a', dtype: 'BF16', shape: [3] });
   return f.close();
 });
+
+test('data offsets must tile the data section: overlaps, gaps, trailing bytes and strays are refused', async () => {
+  const f32 = (b: number, e: number, shape = [2]) => ({ dtype: 'F32', shape, data_offsets: [b, e] });
+  // The red team's file: K's offsets point at Q's bytes (K would read as Q, cosine 1.000).
+  const overlap = rawFile('overlap.safetensors', { q: f32(0, 8), k: f32(0, 8) }, new Uint8Array(8));
+  await rejectsUser(() => SafetensorsFile.open(overlap), overlap, /tensor (q|k) overlaps the previous tensor's bytes/, /re-download or re-export/);
+  const partial = rawFile('partial.safetensors', { q: f32(0, 16, [4]), k: f32(8, 16) }, new Uint8Array(16));
+  await rejectsUser(() => SafetensorsFile.open(partial), partial, /tensor k overlaps/);
+  const gap = rawFile('gap.safetensors', { q: f32(0, 8), k: f32(12, 20) }, new Uint8Array(20));
+  await rejectsUser(() => SafetensorsFile.open(gap), gap, /gap: bytes 8\.\.12 belong to no tensor/);
+  const late = rawFile('late.safetensors', { q: f32(4, 12) }, new Uint8Array(12));
+  await rejectsUser(() => SafetensorsFile.open(late), late, /gap: bytes 0\.\.4/);
+  const trailing = rawFile('trailing.safetensors', { q: f32(0, 8) }, new Uint8Array(12));
+  await rejectsUser(() => SafetensorsFile.open(trailing), trailing, /cover 8 bytes of data but the file holds 12/);
+  const beyond = rawFile('beyond.safetensors', { q: f32(0, 8), k: f32(8, 16) }, new Uint8Array(8));
+  await rejectsUser(() => SafetensorsFile.open(beyond), beyond, /tensor k ends at byte \d+ but the file has \d+ bytes/);
+  const huge = rawFile('huge.safetensors', { q: { dtype: 'F32', shape: [2 ** 40, 2 ** 20], data_offsets: [0, 8] } }, new Uint8Array(8));
+  await rejectsUser(() => SafetensorsFile.open(huge), huge, /tensor q has shape/);
+});
+
+test('unknown dtypes and malformed metadata are refused; every format dtype (and empty tensors) is listed', async () => {
+  const odd = rawFile('odd.safetensors', { q: { dtype: 'F128', shape: [1], data_offsets: [0, 16] } }, new Uint8Array(16));
+  await rejectsUser(() => SafetensorsFile.open(odd), odd, /tensor q has unknown dtype "F128"/);
+  const meta = rawFile('meta.safetensors', { __metadata__: { format: 1 } }, new Uint8Array(0));
+  await rejectsUser(() => SafetensorsFile.open(meta), meta, /__metadata__ is not a map of strings/);
+  const fine = rawFile('fine.safetensors', {
+    a: { dtype: 'F4', shape: [4], data_offsets: [0, 2] },
+    e: { dtype: 'F32', shape: [0, 3], data_offsets: [2, 2] },
+    b: { dtype: 'I64', shape: [1], data_offsets: [2, 10] },
+  }, new Uint8Array(10));
+  const f = await SafetensorsFile.open(fine);
+  assert.deepEqual(f.names().sort(), ['a', 'b', 'e']);
+  assert.deepEqual(Array.from(await f.read('e')), []);
+  await rejectsUser(() => f.read('a'), /dtype F4; only F32, F16, BF16 and F64/);
+  await f.close();
+});

@@ -81,3 +81,20 @@ test('a tensor the index places in a shard that lacks it is reported', async () 
     await src.close();
   }
 });
+
+test('a shard that is a directory is named at open; a tensor missing from its shard names both files', async () => {
+  const index = shardedModel('dirshard');
+  const shard = join(root, 'dirshard', 'model-00002-of-00002.safetensors');
+  rmSync(shard);
+  mkdirSync(shard);
+  await rejectsUser(() => ShardedSource.open(index), shard, /is a directory, not a safetensors shard/);
+  rmSync(shard, { recursive: true });
+  writeSafetensors(shard, { other: { dtype: 'F32', shape: [1], data: [1] } });
+  const src = await ShardedSource.open(index);
+  try {
+    assert.equal(src.info('blocks.0.qkv.weight')?.dtype, 'F32');
+    await rejectsUser(() => src.read('head.weight'), shard, /tensor head\.weight is not in this shard although .*index\.json says so/);
+  } finally {
+    await src.close();
+  }
+});

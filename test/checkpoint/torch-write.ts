@@ -136,3 +136,24 @@ export function writeTorchCheckpoint(path: string, obj: unknown, opts: { archive
 class StorageMarker {
   constructor(readonly t: TorchTensor) {}
 }
+
+/**
+ * A torch.save-style archive around a hand-assembled data.pkl (hostile fixtures): `storages`
+ * become `data/<key>`. With `deflated`, data.pkl is stored as those raw-deflate bytes and the
+ * zip directory declares `size` (a deflate bomb may declare anything).
+ */
+export function writeTorchZip(
+  path: string,
+  pkl: Uint8Array,
+  storages: Record<string, Uint8Array> = {},
+  opts: { archiveName?: string; deflated?: { data: Uint8Array; size: number } } = {},
+): void {
+  const dir = `${opts.archiveName ?? 'archive'}/`;
+  const zip = new ZipWriter(path);
+  if (opts.deflated) zip.add(`${dir}data.pkl`, opts.deflated.data, { method: 8, size: opts.deflated.size });
+  else zip.add(`${dir}data.pkl`, pkl);
+  zip.add(`${dir}byteorder`, Buffer.from('little'));
+  for (const [k, v] of Object.entries(storages)) zip.add(`${dir}data/${k}`, v);
+  zip.add(`${dir}version`, Buffer.from('3\n'));
+  zip.finish();
+}

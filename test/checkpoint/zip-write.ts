@@ -27,7 +27,20 @@ interface Written {
   name: Buffer;
   crc: number;
   size: number;
+  /** Bytes on disk (differs from `size` for deflated entries). */
+  csize: number;
+  method: number;
   offset: number;
+}
+
+/**
+ * A deflated entry (hostile fixtures): `data` is already raw-deflate compressed; `size` is the
+ * uncompressed size the directory declares (a deflate bomb may lie), `crc` its CRC.
+ */
+export interface RawEntry {
+  method: 8;
+  size: number;
+  crc?: number;
 }
 
 export class ZipWriter {
@@ -46,10 +59,12 @@ export class ZipWriter {
     this.pos += b.length;
   }
 
-  add(name: string, data: Uint8Array): void {
+  add(name: string, data: Uint8Array, raw?: RawEntry): void {
     const align = this.opts.alignment ?? 64;
     const nameBuf = Buffer.from(name, 'utf8');
-    const size = data.length;
+    const size = raw ? raw.size : data.length;
+    const csize = data.length;
+    const method = raw ? raw.method : 0;
     const big = size >= U32;
     const z64 = Buffer.alloc(big ? 20 : 0);
     if (big) {
@@ -67,6 +82,7 @@ export class ZipWriter {
     h.writeUInt32LE(SIG_LOC, 0);
     h.writeUInt16LE(0, 4); // version needed, as miniz writes for torch
     h.writeUInt16LE(0x0808, 6); // sizes in a data descriptor; UTF-8 names
+    h.writeUInt16LE(method, 8);
     // method, time, date, crc and sizes stay 0: they follow in the data descriptor
     if (big) h.writeUInt32LE(U32, 18), h.writeUInt32LE(U32, 22);
     h.writeUInt16LE(nameBuf.length, 26);
@@ -77,36 +93,37 @@ export class ZipWriter {
     this.write(z64);
     this.write(fb);
     this.write(data);
-    const crc = crc32(data);
+    const crc = raw ? raw.crc ?? 0 : crc32(data);
     const dd = Buffer.alloc(big ? 24 : 16);
     dd.writeUInt32LE(0x08074b50, 0);
     dd.writeUInt32LE(crc, 4);
-    if (big) dd.writeBigUInt64LE(BigInt(size), 8), dd.writeBigUInt64LE(BigInt(size), 16);
-    else dd.writeUInt32LE(size, 8), dd.writeUInt32LE(size, 12);
+    if (big) dd.writeBigUInt64LE(BigInt(csize), 8), dd.writeBigUInt64LE(BigInt(size), 16);
+    else dd.writeUInt32LE(csize, 8), dd.writeUInt32LE(size, 12);
     this.write(dd);
-    this.written.push({ name: nameBuf, crc, size, offset });
+    this.written.push({ name: nameBuf, crc, size, csize, method, offset });
   }
 
   finish(): void {
     const force = this.opts.forceZip64 ?? false;
     const cdOffset = this.pos;
     for (const w of this.written) {
-      const sizes64 = force || w.size >= U32;
+      const sizes64 = force || w.size >= U32 || w.csize >= U32;
       const off64 = force || w.offset >= U32;
       const extra = Buffer.alloc(sizes64 || off64 ? 4 + (sizes64 ? 16 : 0) + (off64 ? 8 : 0) : 0);
       if (extra.length) {
         extra.writeUInt16LE(1, 0);
         extra.writeUInt16LE(extra.length - 4, 2);
         let q = 4;
-        if (sizes64) extra.writeBigUInt64LE(BigInt(w.size), q), extra.writeBigUInt64LE(BigInt(w.size), q + 8), (q += 16);
+        if (sizes64) extra.writeBigUInt64LE(BigInt(w.size), q), extra.writeBigUInt64LE(BigInt(w.csize), q + 8), (q += 16);
         if (off64) extra.writeBigUInt64LE(BigInt(w.offset), q);
       }
       const c = Buffer.alloc(46);
       c.writeUInt32LE(SIG_CEN, 0);
       c.writeUInt16LE(extra.length ? 45 : 0, 6);
       c.writeUInt16LE(0x0808, 8);
+      c.writeUInt16LE(w.method, 10);
       c.writeUInt32LE(w.crc, 16);
-      c.writeUInt32LE(sizes64 ? U32 : w.size, 20);
+      c.writeUInt32LE(sizes64 ? U32 : w.csize, 20);
       c.writeUInt32LE(sizes64 ? U32 : w.size, 24);
       c.writeUInt16LE(w.name.length, 28);
       c.writeUInt16LE(extra.length, 30);

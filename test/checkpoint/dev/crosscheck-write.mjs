@@ -1,7 +1,7 @@
 // Dev-only (not run by npm test): writes checkpoints with writeTorchCheckpoint for
 // crosscheck_torch_format.py, which rebuilds the same objects with CPython's own pickler and
 // fake torch classes and compares data.pkl byte for byte. Usage: node crosscheck-write.mjs DIR
-import { writeTorchCheckpoint, torchTensor, orderedDict, stateDict, pyObject, pyFloat, PyTuple } from '../../../dist/src/checkpoint/torch-write.js';
+import { writeTorchCheckpoint, torchTensor, orderedDict, stateDict, pyObject, pyFloat, PyTuple } from '../../../dist/test/checkpoint/torch-write.js';
 const dir = process.argv[2];
 const ramp = (n, s = 1) => Array.from({ length: n }, (_, i) => (i - n / 2) * s);
 
