@@ -259,7 +259,6 @@ export async function runAblation(spec: VitSpec, source: ImageSource, opts: Abla
               throw new UserError(`${s.label}: loaded in the first pass over the images but not in pass ${p + 1} (${s.reason}); did it change during the run?`);
             }
             skipped.push(...b.skipped);
-            for (const s of b.skipped) ctx.progress.note(`skipped ${s.label}: ${s.reason}`);
             ctx.progress.advance(b.skipped.length * unitsPerImage, b.skipped.length);
           }
           const n = b.items.length;

@@ -82,7 +82,6 @@ export async function anisotropyBaseline(spec: VitSpec, source: ImageSource, opt
   try {
     for await (const b of imageBatches(source, { batch: opts.batch ?? DEFAULT_BATCH, progress: ctx.progress, stop: ctx.stop })) {
       skipped.push(...b.skipped);
-      for (const s of b.skipped) ctx.progress.note(`skipped ${s.label}: ${s.reason}`);
       if (b.items.length === 0) continue;
       const x = (await rt.run(b.pixels, b.items.length))[embedding]!;
       b.items.forEach((it, i) => {

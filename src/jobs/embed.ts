@@ -91,7 +91,6 @@ export async function runEmbed(spec: VitSpec, source: ImageSource, opts: EmbedOp
     try {
       for await (const b of imageBatches(source, { batch, progress: ctx.progress, stop: ctx.stop })) {
         stats.skipped.push(...b.skipped);
-        for (const s of b.skipped) ctx.progress.note(`skipped ${s.label}: ${s.reason}`);
         if (b.items.length === 0) continue;
         const r = await rt.run(b.pixels, b.items.length);
         stats.done += b.items.length;

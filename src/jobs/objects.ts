@@ -113,7 +113,6 @@ export async function runObjects(spec: VitSpec, items: ObjectsItem[], opts: Obje
   try {
     for await (const b of imageBatches(source, { batch, progress: ctx.progress, stop: ctx.stop, prepare })) {
       skipped.push(...b.skipped);
-      for (const s of b.skipped) ctx.progress.note(`skipped ${s.label}: ${s.reason}`);
       if (b.items.length === 0) continue;
       const A = (await rt.run(b.pixels, b.items.length)).attention!;
       b.items.forEach((it, i) => {

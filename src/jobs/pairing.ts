@@ -151,7 +151,6 @@ export async function runPairing(spec: VitSpec, scan: ScanRun, masks: string, op
     const Q = new Float64Array(P), K = new Float64Array(P);
     for await (const b of imageBatches(source, { batch, progress: ctx.progress, stop: ctx.stop, prepare })) {
       skipped.push(...b.skipped);
-      for (const s of b.skipped) ctx.progress.note(`skipped ${s.label}: ${s.reason}`);
       if (b.items.length === 0) continue;
       const X = (await rt.run(b.pixels, b.items.length))[embedding]!;
       b.items.forEach((it, k) => {

@@ -128,7 +128,6 @@ export async function runPositionContent(spec: VitSpec, source: ImageSource, opt
     ctx.progress.start('position-content pass 1/2 (position means)', N);
     for await (const b of imageBatches(source, { batch, progress: ctx.progress, stop: ctx.stop })) {
       skipped.push(...b.skipped);
-      for (const s of b.skipped) ctx.progress.note(`skipped ${s.label}: ${s.reason}`);
       if (b.items.length === 0) continue;
       loaded.push(...b.items.map((it) => it.id));
       const r = await rt.run(b.pixels, b.items.length);

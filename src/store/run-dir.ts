@@ -13,7 +13,7 @@
  *   commit or abort.
  */
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { VitSpec } from '../arch/spec.js';
 import { UserError } from '../errors.js';
 import { ensureDir, fsErrorMessage } from '../io/fs.js';
@@ -79,7 +79,11 @@ export interface RunDirOptions {
 /** Writes one run directory; nothing is visible under its final name before `commit()`. */
 export class RunDir {
   readonly manifestName: string;
-  private partials: string[] = [];
+  /** Every NAME whose NAME.partial this writer creates, registered before the write (so an abort removes half-written ones too). */
+  private partials = new Set<string>();
+  private aborted = false;
+  /** The error that aborted this writer (a full disk): later writes fail with it too. */
+  private abortCause: Error | null = null;
   private streams: NpyStreamWriter[] = [];
   private files: Record<string, string> = {};
   private shapes: Record<string, number[]> = {};
@@ -119,10 +123,18 @@ export class RunDir {
     if (shape) this.shapes[name.replace(/\.npy$/, '')] = [...shape];
   }
 
+  /** Registers NAME.partial before it is written; refuses writes after an abort. */
+  private claim(name: string): string {
+    if (this.aborted) throw this.abortCause ?? new Error(`${this.dir}: write of ${name} after the run directory was aborted`);
+    this.partials.add(name);
+    return this.path(`${name}.partial`);
+  }
+
   private writePartial(name: string, data: string | Uint8Array): void {
-    const tmp = this.path(`${name}.partial`);
+    const tmp = this.claim(name);
+    // Names may hold sub-folders (a static site's data/ and img/).
+    if (name.includes('/')) this.guard(name, () => ensureDir(dirname(tmp)));
     this.guard(name, () => writeFileSync(tmp, data));
-    this.partials.push(name);
   }
 
   private guard<T>(name: string, fn: () => T): T {
@@ -131,24 +143,26 @@ export class RunDir {
     } catch (e) {
       const msg = fsErrorMessage(e, this.path(name));
       if (msg) {
+        const err = this.abortCause ?? new UserError(msg);
+        this.abortCause = err;
         this.abort();
-        throw new UserError(msg);
+        throw err;
       }
       throw e;
     }
   }
 
   npy(name: string, dtype: NpyDtype, shape: readonly number[], data: NpyInput, about: string): void {
-    this.guard(name, () => writeNpy(this.path(`${name}.partial`), dtype, shape, data));
-    this.partials.push(name);
+    const tmp = this.claim(name);
+    this.guard(name, () => writeNpy(tmp, dtype, shape, data));
     this.describe(name, about, shape);
   }
 
   /** A streamed .npy (rows appended as batches finish); close it (or `closeRows`) before commit. */
   npyStream(name: string, dtype: NpyDtype, shape: readonly number[], about: string): NpyStreamWriter {
-    const w = this.guard(name, () => NpyStreamWriter.create(this.path(`${name}.partial`), dtype, shape));
+    const tmp = this.claim(name);
+    const w = this.guard(name, () => NpyStreamWriter.create(tmp, dtype, shape));
     this.streams.push(w);
-    this.partials.push(name);
     this.describe(name, about, shape);
     return w;
   }
@@ -168,16 +182,30 @@ export class RunDir {
     this.describe(name, about);
   }
 
-  bytes(name: string, data: Uint8Array, about: string): void {
+  /** Raw bytes; `about` null: covered by a `describeGroup` entry (sites of thousands of files). */
+  bytes(name: string, data: Uint8Array, about: string | null): void {
     this.writePartial(name, data);
+    if (about !== null) this.describe(name, about);
+  }
+
+  /** One `files` entry for many files (a pattern such as `data/img/KEY.js`). */
+  describeGroup(pattern: string, about: string): void {
+    this.describe(pattern, about);
+  }
+
+  /** A file another writer produced (ONNX external data): moved in now as NAME.partial, into place at commit. */
+  adopt(name: string, from: string, about: string): void {
+    const tmp = this.claim(name);
+    this.guard(name, () => renameSync(from, tmp));
     this.describe(name, about);
   }
 
   /** A figure as `base.svg` and `base.png` (SVG rasterised at 144 dpi). */
   async figure(base: string, svg: string, about: string): Promise<void> {
     this.writePartial(`${base}.svg`, svg);
-    this.writePartial(`${base}.png`, await svgToPng(svg));
+    // Described now, so that figures rasterised concurrently keep the manifest's order.
     this.describe(`${base}.svg/.png`, about);
+    this.writePartial(`${base}.png`, await svgToPng(svg));
   }
 
   /** The manifest header for `model`, `options` and `inputs` (files and shapes as written so far). */
@@ -194,7 +222,7 @@ export class RunDir {
     this.streams = [];
     const manifest = { ...header, files: { [this.manifestName]: 'this manifest', ...this.files }, shapes: { ...this.shapes }, ...fields };
     for (const name of this.partials) this.guard(name, () => renameSync(this.path(`${name}.partial`), this.path(name)));
-    this.partials = [];
+    this.partials.clear();
     const tmp = this.path(`${this.manifestName}.partial`);
     this.guard(this.manifestName, () => {
       writeFileSync(tmp, JSON.stringify(manifest, null, 1) + '\n');
@@ -207,10 +235,10 @@ export class RunDir {
 
   /** Removes every partial file (after an error upstream). */
   abort(): void {
+    this.aborted = true;
     for (const w of this.streams) w.abort();
     this.streams = [];
     for (const name of this.partials) rmSync(this.path(`${name}.partial`), { force: true });
-    this.partials = [];
     this.release();
   }
 

@@ -11,7 +11,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeNpy } from '../../src/io/npy.js';
-import type { CliLimits } from './run-cli.js';
+import type { CliLimits, CliRun } from './run-cli.js';
+import { IMAGE_CASES } from './image-inputs.js';
 import {
   badShards, copyBomb, deepNesting, deflateBomb, dictDag, editSafetensors, fifo, hugeInteger, K0, MALICIOUS_PICKLES, negativeStride, objectBomb,
   maliciousValidBin, poisonModel, Q0, selfReferencingDict, torchFile, validModel, viewPastStorage, weightsDirectory,
@@ -37,6 +38,12 @@ export interface HostileCase {
    * reserves ~10 GB of virtual space per WebAssembly memory (an RSS of a few MB).
    */
   limits?: Partial<CliLimits>;
+  /**
+   * Replaces the one-line check for cases whose right answer is not a refusal (an unusable image
+   * among good ones is skipped and reported, exit 0). The RSS bound and "no internal error, no
+   * stack trace" are checked in every case.
+   */
+  check?: (r: CliRun, dir: string) => void;
 }
 
 const GiB = 2 ** 30;
@@ -190,4 +197,6 @@ export const CASES: HostileCase[] = [
     },
     expect: /query\.weight has 1 non-finite value /,
   },
+
+  ...IMAGE_CASES,
 ];
