@@ -1,19 +1,32 @@
 /**
- * Runtime benchmark: ViT-B/16 (random weights) at batch 8 on this machine, against the
- * machine's own fp32 matmul rate measured in the same run (one onnxruntime MatMul
- * [2048, 768] x [768, 3072]). Reports images/s, achieved model FLOP/s ÷ matmul FLOP/s
- * (target >= 0.65), peak RSS (target < 2 GB) and the cost of asking for `ln` of all layers
- * (target <= 10 %).
+ * `embed` benchmark, ViT-B/16 at batch 8 on this machine:
+ *
+ * 1. The whole `qkscope embed` command (child process) on generated JPEGs with a random timm
+ *    ViT-B/16 checkpoint (bench/synthetic-checkpoint.ts), `--layers 11 --batch 8`: its own
+ *    images/s (decode, preprocess, forward, writing) × model GFLOP per image, against the
+ *    machine's fp32 GEMM rate measured in the same rounds: numpy `a @ b` on 2048² float32 with
+ *    2 threads (target >= 0.85), and onnxruntime's MatMul on the same shape (MLAS, the kernels
+ *    the model runs on). Which BLAS numpy uses is reported: Debian's reference BLAS is a
+ *    single-threaded triple loop, so a ratio against it says little about the forward pass.
+ * 2. In-process forward pass only (logits), fused attention kernel vs plain nodes
+ *    (`unfused: 'all'`), interleaved A-B-A-B, and the cost of asking for `ln` of all layers.
  *
  *   node dist/bench/embed.js            (or call benchEmbed() from the bench runner)
  */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import sharp from 'sharp';
 import ort from 'onnxruntime-node';
 import type { TensorInfo, TensorSource } from '../src/checkpoint/types.js';
 import type { BlockSpec, LinearSpec, NormSpec, VitSpec, WeightRef } from '../src/arch/spec.js';
 import { OnnxGraph } from '../src/runtime/onnx-graph.js';
 import { VitRuntime } from '../src/runtime/vit-runtime.js';
-import type { VitOutputs } from '../src/runtime/vit-graph.js';
+import { buildVitGraph, type VitOutputs } from '../src/runtime/vit-graph.js';
+import { loadSpec } from '../src/arch/load.js';
+import { VIT_B16, writeSyntheticTimm } from './synthetic-checkpoint.js';
+import { PY_BLAS_NAMES, load1, numpyMissing, python, runCli, spread, type Spread } from './measure.js';
 
 /** Deterministic random weights generated on read (nothing held in memory). */
 class RandomSource implements TensorSource {
@@ -116,11 +129,8 @@ async function timed(run: () => Promise<unknown>, seconds: number, minReps: numb
   return { reps, wall: (performance.now() - t0) / 1000, cpu: (c.user + c.system) / 1e6 };
 }
 
-/** fp32 GFLOP/s of one onnxruntime MatMul [2048, 768] x [768, 3072] (weights as an initializer). */
-export async function matmulRate(threads?: number, seconds = 3): Promise<Rate> {
-  const M = 2048;
-  const K = 768;
-  const N = 3072;
+/** fp32 GFLOP/s of one onnxruntime MatMul [M, K] x [K, N] (weights as an initializer), default [2048, 768] x [768, 3072]. */
+export async function matmulRate(threads?: number, seconds = 3, [M, K, N]: [number, number, number] = [2048, 768, 3072]): Promise<Rate> {
   const g = new OnnxGraph('matmul');
   const a = g.input('a', [M, K]);
   const w = new Float32Array(K * N).map((_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5);
@@ -139,82 +149,158 @@ export async function matmulRate(threads?: number, seconds = 3): Promise<Rate> {
   return { wall: flop / t.wall / 1e9, cpu: flop / t.cpu / 1e9 };
 }
 
-async function imagesPerSecond(spec: VitSpec, outputs: VitOutputs, batch: number, threads: number | undefined, seconds: number) {
-  const t0 = performance.now();
-  const rt = await VitRuntime.create(spec, { outputs, threads });
-  const createSec = (performance.now() - t0) / 1000;
+const NUMPY_GEMM = `
+import sys, json, time, os
+import numpy as np
+${PY_BLAS_NAMES}
+n, seconds = int(sys.argv[1]), float(sys.argv[2])
+rng = np.random.default_rng(0)
+a = rng.random((n, n), dtype=np.float32)
+b = rng.random((n, n), dtype=np.float32)
+a @ b
+best, reps, t0 = float('inf'), 0, time.perf_counter()
+while time.perf_counter() - t0 < seconds or reps < 2:
+    t = time.perf_counter()
+    a @ b
+    best = min(best, time.perf_counter() - t)
+    reps += 1
+print(json.dumps({'gflops': 2 * n ** 3 / best / 1e9, 'reps': reps, 'blas': blas_names()}))
+`;
+
+async function imagesPerSecond(spec: VitSpec, outputs: VitOutputs, batch: number, threads: number | undefined, seconds: number, unfused?: 'all') {
+  const rt = await VitRuntime.create(spec, { outputs, threads, unfused });
   const [h, w] = spec.imageSize;
   const pixels = new Float32Array(batch * 3 * h * w).map((_, i) => Math.sin(i * 0.001));
   await rt.run(pixels, batch); // warm-up
   const t = await timed(() => rt.run(pixels, batch), seconds, 2);
-  const flops = rt.flopsPerImage;
   await rt.close();
-  return { imagesPerSec: (t.reps * batch) / t.wall, imagesPerCpuSec: (t.reps * batch) / t.cpu, flopsPerImage: flops, createSec };
+  return { imagesPerSec: (t.reps * batch) / t.wall, imagesPerCpuSec: (t.reps * batch) / t.cpu };
+}
+
+/** `count` JPEGs (256×256, smooth colours plus noise) for the whole-command runs. */
+async function writeImages(dir: string, count: number): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  const W = 256;
+  for (let k = 0; k < count; k++) {
+    const rgb = Buffer.alloc(W * W * 3);
+    let x = (k + 1) * 2654435761;
+    for (let i = 0; i < W * W; i++) {
+      x = (x ^ (x << 13)) >>> 0;
+      x = (x ^ (x >>> 17)) >>> 0;
+      x = (x ^ (x << 5)) >>> 0;
+      const r = Math.floor(i / W), c = i % W;
+      rgb[3 * i] = (r + k * 7) & 255;
+      rgb[3 * i + 1] = (c * 2 + (x & 31)) & 255;
+      rgb[3 * i + 2] = ((r ^ c) + k) & 255;
+    }
+    await sharp(rgb, { raw: { width: W, height: W, channels: 3 } }).jpeg({ quality: 90 }).toFile(join(dir, `img${String(k).padStart(3, '0')}.jpg`));
+  }
 }
 
 export interface EmbedBenchResult {
   model: string;
   batch: number;
-  threads: number | 'default';
-  /** Logits only. */
-  imagesPerSec: number;
+  images: number;
   /** Model GFLOP per image (2 x multiply-adds: linears, q·k, attention·v, patch conv). */
   gflopPerImage: number;
+  /** The command's own images/s (its summary line), per run. */
+  commandImagesPerSec: Spread;
+  /** Spawn to exit, per run. */
+  commandWall: Spread;
+  commandPeakRssMB: number;
+  /** Best command images/s × GFLOP per image. */
   achievedGflops: number;
-  /** The machine's fp32 matmul rate, best of two measurements around the model runs. */
-  matmulGflops: number;
-  /** achieved / matmul, wall clock; target >= 0.65. */
-  efficiency: number;
-  /** The same ratio per CPU second of this process (less sensitive to other load). */
-  cpuEfficiency: number;
-  /** Images/s asking for ln of all layers (+ logits). */
-  imagesPerSecLnAll: number;
-  /** 1 - lnAll / logitsOnly (wall clock); target <= 0.10. */
+  /** numpy 2048² float32 GEMM, 2 threads, best per round (null when numpy is unavailable). */
+  numpyGemm: { gflops: Spread; blas: string[] } | { unavailable: string };
+  /** onnxruntime MatMul 2048² (2 threads), best per round. */
+  ortGemmGflops: Spread;
+  /** achieved / best numpy GEMM; target >= 0.85. */
+  ratioNumpy: number | null;
+  /** achieved / best onnxruntime MatMul 2048². */
+  ratioOrt: number;
+  /** In-process forward (logits only), images/s: fused attention and plain nodes, interleaved. */
+  forward: { fused: Spread; plain: Spread; fusedGain: number; fusedCpuGain: number };
+  /** 1 - images/s with ln of all layers / logits only (fused), informative. */
   lnAllOverhead: number;
-  /** The same per CPU second. */
-  lnAllCpuOverhead: number;
-  /** Session build time (graph + onnxruntime), seconds. */
-  createSec: number;
-  /** Peak resident memory of this process, MB; target < 2000. */
-  peakRssMB: number;
+  load: [number, number];
 }
 
-export async function benchEmbed(opts: { batch?: number; threads?: number; seconds?: number } = {}): Promise<EmbedBenchResult> {
+export async function benchEmbed(opts: { batch?: number; images?: number; rounds?: number; threads?: number; seconds?: number } = {}): Promise<EmbedBenchResult> {
   const batch = opts.batch ?? 8;
-  const seconds = opts.seconds ?? 8;
-  const spec = randomVitB16();
-  const mm1 = await matmulRate(opts.threads);
-  // A-B-A: logits only, ln of all layers, logits only again (load on the machine drifts).
-  const a1 = await imagesPerSecond(spec, { logits: true }, batch, opts.threads, seconds / 2);
-  const ln = await imagesPerSecond(spec, { ln: 'all', logits: true }, batch, opts.threads, seconds);
-  const a2 = await imagesPerSecond(spec, { logits: true }, batch, opts.threads, seconds / 2);
-  const base = {
-    imagesPerSec: (a1.imagesPerSec + a2.imagesPerSec) / 2,
-    imagesPerCpuSec: (a1.imagesPerCpuSec + a2.imagesPerCpuSec) / 2,
-    flopsPerImage: a1.flopsPerImage,
-    createSec: a1.createSec,
-  };
-  const mm2 = await matmulRate(opts.threads);
-  const matmul = Math.max(mm1.wall, mm2.wall);
-  const matmulCpu = Math.max(mm1.cpu, mm2.cpu);
-  const gflop = base.flopsPerImage / 1e9;
-  const achieved = base.imagesPerSec * gflop;
-  return {
-    model: spec.modelId,
-    batch,
-    threads: opts.threads ?? 'default',
-    imagesPerSec: base.imagesPerSec,
-    gflopPerImage: gflop,
-    achievedGflops: achieved,
-    matmulGflops: matmul,
-    efficiency: achieved / matmul,
-    cpuEfficiency: (base.imagesPerCpuSec * gflop) / matmulCpu,
-    imagesPerSecLnAll: ln.imagesPerSec,
-    lnAllOverhead: 1 - ln.imagesPerSec / base.imagesPerSec,
-    lnAllCpuOverhead: 1 - ln.imagesPerCpuSec / base.imagesPerCpuSec,
-    createSec: base.createSec,
-    peakRssMB: process.resourceUsage().maxRSS / 1024,
-  };
+  const count = opts.images ?? 48;
+  const rounds = opts.rounds ?? Number(process.env.QKSCOPE_BENCH_REPEATS ?? 3);
+  const seconds = opts.seconds ?? 4;
+  const load0 = load1();
+  const root = mkdtempSync(join(tmpdir(), 'qkscope-bench-embed-'));
+  try {
+    const modelDir = join(root, 'vit-b16');
+    writeSyntheticTimm(modelDir, VIT_B16);
+    const imgDir = join(root, 'images');
+    await writeImages(imgDir, count);
+    const { spec: ckptSpec, close } = await loadSpec(modelDir, {});
+    const gflop = (await buildVitGraph(ckptSpec, { outputs: { logits: true } })).flopsPerImage / 1e9;
+    await close();
+    const missing = numpyMissing();
+    const cmdRate: number[] = [];
+    const cmdWall: number[] = [];
+    let rss = 0;
+    const npRates: number[] = [];
+    let blas: string[] = [];
+    const ortRates: number[] = [];
+    const args = ['embed', modelDir, imgDir, '--layers', '11', '--batch', String(batch), ...(opts.threads ? ['--threads', String(opts.threads)] : [])];
+    runCli([...args, '--out', join(root, 'warm')]);
+    for (let r = 0; r < rounds; r++) {
+      if (!missing) {
+        const ref = python<{ gflops: number; blas: string[] }>(NUMPY_GEMM, ['2048', String(seconds)], { OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '2', MKL_NUM_THREADS: '2' });
+        npRates.push(ref.gflops);
+        blas = ref.blas;
+      }
+      ortRates.push((await matmulRate(opts.threads ?? 2, seconds, [2048, 2048, 2048])).wall);
+      const out = join(root, `out${r}`);
+      const run = runCli([...args, '--out', out]);
+      const m = /\(([\d.]+) images\/s\)/.exec(run.stdout);
+      if (!m) throw new Error(`embed printed no images/s: ${run.stdout}`);
+      cmdRate.push(Number(m[1]));
+      cmdWall.push(run.wallS);
+      rss = Math.max(rss, run.peakRssMB);
+      rmSync(out, { recursive: true, force: true });
+    }
+    // In-process forward only: fused vs plain attention, A-B-A-B; then ln of all layers.
+    const spec = randomVitB16();
+    const fused: number[] = [], plain: number[] = [], fusedCpu: number[] = [], plainCpu: number[] = [];
+    for (let r = 0; r < 2; r++) {
+      const f = await imagesPerSecond(spec, { logits: true }, batch, opts.threads, seconds);
+      const p = await imagesPerSecond(spec, { logits: true }, batch, opts.threads, seconds, 'all');
+      fused.push(f.imagesPerSec);
+      fusedCpu.push(f.imagesPerCpuSec);
+      plain.push(p.imagesPerSec);
+      plainCpu.push(p.imagesPerCpuSec);
+    }
+    const lnAll = await imagesPerSecond(spec, { ln: 'all', logits: true }, batch, opts.threads, seconds);
+    const cmd = spread(cmdRate);
+    const achieved = cmd.best * gflop;
+    const np = npRates.length ? spread(npRates) : null;
+    const ortG = spread(ortRates);
+    return {
+      model: 'random timm vit_base_patch16_224',
+      batch,
+      images: count,
+      gflopPerImage: gflop,
+      commandImagesPerSec: cmd,
+      commandWall: spread(cmdWall),
+      commandPeakRssMB: rss,
+      achievedGflops: achieved,
+      numpyGemm: np ? { gflops: np, blas } : { unavailable: missing! },
+      ortGemmGflops: ortG,
+      ratioNumpy: np ? achieved / np.best : null,
+      ratioOrt: achieved / ortG.best,
+      forward: { fused: spread(fused), plain: spread(plain), fusedGain: Math.max(...fused) / Math.max(...plain) - 1, fusedCpuGain: Math.max(...fusedCpu) / Math.max(...plainCpu) - 1 },
+      lnAllOverhead: 1 - lnAll.imagesPerSec / Math.max(...fused),
+      load: [load0, load1()],
+    };
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

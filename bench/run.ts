@@ -1,59 +1,122 @@
 // `npm run bench`: performance report (never a test). Each section measures ours against a
 // reference measured in the same run on the same machine, and prints ratios.
-import { writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
-import { benchSvd } from './svd.js';
-import { benchEmbed } from './embed.js';
-import { benchAblate } from './ablate.js';
-import { benchScan } from './scan.js';
+//
+//   npm run bench                 every section
+//   npm run bench -- svd embed    only these (results merged into bench-results.json)
+//
+// Sections are imported when they run, so one section's module failing to load (a colleague's
+// work in progress) does not stop the others.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 
-const only = process.argv[2]; // e.g. `npm run bench -- svd`
-const results: Record<string, unknown> = { machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version } };
+type Section = (results: Record<string, unknown>) => Promise<void>;
 
-if (!only || only === 'svd') {
-  console.log('== svd: whole `qkscope svd` command, process start to files written (best of 3) ==');
-  const rows = benchSvd();
-  console.table(rows.map((r) => ({ model: r.model, figures: r.figures, 'wall s': r.wallS.toFixed(3), 'peak RSS MB': r.peakRssMB.toFixed(0), 'q/k MB': r.qkMB.toFixed(0), 'RSS / q/k': r.rssOverQk.toFixed(2), 'file MB': r.fileMB.toFixed(0) })));
-  results.svd = rows;
+const fmt = (x: number | null | undefined, digits = 2) => (x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits));
+const range = (s: { best: number; worst: number }, digits = 2) => `${fmt(s.best, digits)}–${fmt(s.worst, digits)}`;
+const verdict = (met: boolean | null) => (met === null ? '-' : met ? 'yes' : 'NO');
+
+const sections: Record<string, Section> = {
+  async svd(results) {
+    const { benchSvd } = await import('./svd.js');
+    console.log('== svd: the whole `qkscope svd` command (spawn to files written), 3 interleaved rounds, vs numpy thin QR+SVD (compute alone, same rounds) ==');
+    const r = benchSvd();
+    if (!r.numpy.available) console.log(`numpy reference not run: ${r.numpy.why}`);
+    else console.log(`numpy: ${PYTHON_NOTE(r.numpy.blas)}; max |σ_numpy − σ_ours| / σ_1: ${Object.entries(r.numpy.maxSigmaDiffRel ?? {}).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', ')}`);
+    console.table(
+      r.rows.map((x) => ({
+        model: x.model,
+        figures: x.figures,
+        'best s': fmt(x.wall.best, 3),
+        'range s': range(x.wall, 3),
+        'numpy s (range)': x.numpy ? `${fmt(x.numpy.best)} (${range(x.numpy)})` : '-',
+        'ours / numpy': fmt(x.ratio),
+        target: x.target,
+        met: verdict(x.met),
+        'peak RSS MB': fmt(x.peakRssMB, 0),
+        'q/k MB': fmt(x.qkMB, 0),
+        'load 1m': `${fmt(x.load[0], 1)} → ${fmt(x.load[1], 1)}`,
+      })),
+    );
+    results.svd = r;
+  },
+
+  async embed(results) {
+    const { benchEmbed } = await import('./embed.js');
+    console.log('== embed: random ViT-B/16, batch 8: the whole `qkscope embed` command vs this machine\'s fp32 GEMM 2048² (numpy, onnxruntime; same rounds) ==');
+    const r = await benchEmbed();
+    const np = 'gflops' in r.numpyGemm ? r.numpyGemm : null;
+    if (!np) console.log(`numpy reference not run: ${(r.numpyGemm as { unavailable: string }).unavailable}`);
+    else console.log(`numpy: ${PYTHON_NOTE(np.blas)}`);
+    console.table({
+      'command images/s (best, range)': `${fmt(r.commandImagesPerSec.best)} (${range(r.commandImagesPerSec)})`,
+      'command wall s (range)': range(r.commandWall),
+      'GFLOP/image': fmt(r.gflopPerImage, 1),
+      'achieved GFLOP/s': fmt(r.achievedGflops, 1),
+      'numpy GEMM GFLOP/s (range)': np ? `${fmt(np.gflops.best, 1)} (${range(np.gflops, 1)})` : '-',
+      'achieved / numpy GEMM (target >= 0.85)': fmt(r.ratioNumpy),
+      'onnxruntime GEMM GFLOP/s (range)': `${fmt(r.ortGemmGflops.best, 1)} (${range(r.ortGemmGflops, 1)})`,
+      'achieved / onnxruntime GEMM': fmt(r.ratioOrt),
+      'forward images/s fused (range)': `${fmt(r.forward.fused.best)} (${range(r.forward.fused)})`,
+      'forward images/s plain nodes (range)': `${fmt(r.forward.plain.best)} (${range(r.forward.plain)})`,
+      'fused gain wall / per CPU s': `${fmt(100 * r.forward.fusedGain, 1)}% / ${fmt(100 * r.forward.fusedCpuGain, 1)}%`,
+      'ln all layers overhead': `${fmt(100 * r.lnAllOverhead, 1)}%`,
+      'command peak RSS MB': fmt(r.commandPeakRssMB, 0),
+      'load 1m': `${fmt(r.load[0], 1)} → ${fmt(r.load[1], 1)}`,
+    });
+    results.embed = r;
+  },
+
+  async scan(results) {
+    const { benchScan } = await import('./scan.js');
+    console.log('== scan: throughput vs forward-only on the same images and model (same run); peak RSS at 1000 vs 5000 images ==');
+    const r = await benchScan();
+    if (r.throughput)
+      console.table({ model: r.throughput.model, images: r.throughput.images, 'forward images/s': r.throughput.forwardImagesPerSec.toFixed(2), 'scan images/s': r.throughput.scanImagesPerSec.toFixed(2), 'ratio (target >= 0.9)': r.throughput.ratio.toFixed(2), 'ratio per CPU second': r.throughput.cpuRatio.toFixed(2) });
+    if (r.memory)
+      console.table({ model: r.memory.model, 'peak RSS MB @1000': r.memory.peakRssMB[0].toFixed(0), 'peak RSS MB @5000': r.memory.peakRssMB[1].toFixed(0), 'ratio (target <= 1.10)': r.memory.ratio.toFixed(3) });
+    results.scan = r;
+  },
+
+  async ablate(results) {
+    const { benchAblate } = await import('./ablate.js');
+    // The ratio is per mode, so a few images and modes measure it; QKSCOPE_BENCH_FULL=1 runs more.
+    const full = process.env.QKSCOPE_BENCH_FULL === '1';
+    const [images, modes] = full ? [32, 16] : [8, 8];
+    console.log(`== ablate --sweep: ViT-B/16-sized (random), head 3 of layer l, ${modes} modes x ${images} images; time per mode / one forward pass ==`);
+    const r = await benchAblate(images, modes, [0, 6, 11]);
+    console.table(r.map((x) => ({ layer: x.layer, 'per mode / reference (wall)': x.ratio.toFixed(3), 'per mode / reference (CPU)': x.cpuRatio.toFixed(3), 'target (L−l)/L+0.05': x.target.toFixed(3), 'per mode / forward': (x.perModeS / x.forwardS).toFixed(3), 'command / modes / forward': x.commandRatio.toFixed(3) })));
+    results.ablate = r;
+  },
+};
+
+/** Names the BLAS a numpy reference ran on, and warns when it is the reference (netlib) one. */
+function PYTHON_NOTE(blas: string[] | undefined): string {
+  const libs = blas ?? [];
+  const netlib = libs.some((p) => /\/blas\/libblas\.so/.test(p)) && !libs.some((p) => /openblas|mkl|blis|atlas/i.test(p));
+  return `/usr/bin/python3 numpy on ${libs.map((p) => p.split('/').slice(-2).join('/')).join(', ') || 'an unknown BLAS'}${netlib ? ' (the reference netlib BLAS: single-threaded, unoptimised)' : ''}`;
 }
 
-if (!only || only === 'embed') {
-  console.log('== embed: random ViT-B/16, batch 8, vs this machine\'s fp32 MatMul rate (onnxruntime, same run) ==');
-  const r = await benchEmbed();
-  console.table({
-    'images/s (logits only)': r.imagesPerSec.toFixed(2),
-    'GFLOP/image': r.gflopPerImage.toFixed(1),
-    'achieved GFLOP/s': r.achievedGflops.toFixed(1),
-    'matmul GFLOP/s': r.matmulGflops.toFixed(1),
-    'efficiency (target >= 0.65)': r.efficiency.toFixed(2),
-    'efficiency per CPU second': r.cpuEfficiency.toFixed(2),
-    'ln all layers overhead (target <= 10%)': (100 * r.lnAllOverhead).toFixed(1) + '%',
-    'ln overhead per CPU second': (100 * r.lnAllCpuOverhead).toFixed(1) + '%',
-    'peak RSS MB (target < 2000)': r.peakRssMB.toFixed(0),
-  });
-  results.embed = r;
+const wanted = process.argv.slice(2);
+for (const w of wanted) if (!sections[w]) throw new Error(`unknown bench section ${w}; sections: ${Object.keys(sections).join(', ')}`);
+const file = 'bench-results.json';
+let results: Record<string, unknown> = {};
+if (wanted.length && existsSync(file)) {
+  try {
+    results = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    results = {};
+  }
 }
-
-if (!only || only === 'scan') {
-  console.log('== scan: throughput vs forward-only on the same images and model (same run); peak RSS at 1000 vs 5000 images ==');
-  const r = await benchScan();
-  if (r.throughput)
-    console.table({ model: r.throughput.model, images: r.throughput.images, 'forward images/s': r.throughput.forwardImagesPerSec.toFixed(2), 'scan images/s': r.throughput.scanImagesPerSec.toFixed(2), 'ratio (target >= 0.9)': r.throughput.ratio.toFixed(2), 'ratio per CPU second': r.throughput.cpuRatio.toFixed(2) });
-  if (r.memory)
-    console.table({ model: r.memory.model, 'peak RSS MB @1000': r.memory.peakRssMB[0].toFixed(0), 'peak RSS MB @5000': r.memory.peakRssMB[1].toFixed(0), 'ratio (target <= 1.10)': r.memory.ratio.toFixed(3) });
-  results.scan = r;
+results.machine = { cpus: cpus().length, model: cpus()[0]?.model, node: process.version };
+for (const name of wanted.length ? wanted : Object.keys(sections)) {
+  console.log(`\n[${new Date().toISOString()}] load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  try {
+    await sections[name](results);
+  } catch (e) {
+    console.error(`bench section ${name} failed: ${e instanceof Error ? e.message : e}`);
+    results[name] = { failed: String(e instanceof Error ? e.message : e) };
+    process.exitCode = 1;
+  }
+  writeFileSync(file, JSON.stringify(results, null, 1) + '\n');
 }
-
-if (!only || only === 'ablate') {
-  // The issue's full setting (all 64 modes x 100 images) is ~25 min of forwards on 2 cores;
-  // QKSCOPE_BENCH_FULL=1 runs it. The ratio is per mode, so fewer modes/images measure the same.
-  const full = process.env.QKSCOPE_BENCH_FULL === '1';
-  const [images, modes] = full ? [100, 64] : [16, 6];
-  console.log(`== ablate: ViT-B/16 (random), one head, ${modes} modes x ${images} images; time per mode / one forward pass ==`);
-  const r = await benchAblate(images, modes, 8);
-  console.table({ images: r.images, modes: r.modes, 'forward s': r.forwardS.toFixed(2), 'per mode s': r.perModeS.toFixed(2), 'ratio (target <= 1.2)': r.ratio.toFixed(2) });
-  results.ablate = r;
-}
-
-writeFileSync('bench-results.json', JSON.stringify(results, null, 1) + '\n');
-console.log('wrote bench-results.json');
+console.log(`wrote ${file}`);

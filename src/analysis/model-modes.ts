@@ -16,17 +16,19 @@
  *   head per event-loop turn, so reading the next layer proceeds in between). Using the
  *   calling thread instead of an extra worker matters on small machines: a worker costs
  *   start-up time and a third busy thread would compete for two cores. A layer's q/k weights
- *   and q bias are copied once into SharedArrayBuffers that every thread reads its head's rows
- *   from (no per-head copies); results come back as transferred ArrayBuffers (no copies of the
- *   d_h×d vectors).
+ *   and q bias are read straight into SharedArrayBuffers that every thread reads its head's
+ *   rows from (no per-head copies; two buffers per tensor, reused layer after layer, since
+ *   fresh memory is what costs on small machines); the vectors go straight into the caller's
+ *   arrays (`vectors`) or come back as transferred ArrayBuffers (no copies of the d_h×d
+ *   vectors).
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { loadWeight, type VitSpec } from '../arch/spec.js';
+import { loadWeightInto, type VitSpec } from '../arch/spec.js';
 import type { FloatArray } from '../checkpoint/types.js';
 import { kernelModule } from '../linalg/kernels.js';
 import { headModes } from './modes.js';
-import { sliceView, toShared, type HeadJob, type HeadReply, type SharedSlice } from './shared-slice.js';
+import { SharedRing, asShared, jobVectors, sliceView, type HeadJob, type HeadReply, type SharedSlice } from './shared-slice.js';
 import type { HeadModes } from './types.js';
 
 export interface AnalyzeModelOptions {
@@ -39,6 +41,15 @@ export interface AnalyzeModelOptions {
   threads?: number;
   /** Receives each layer's heads (ordered by head) in layer order; awaited before the layer is released. */
   onLayer?: (layer: number, heads: HeadModes[]) => void | Promise<void>;
+  /**
+   * Where the singular vectors go. Default: each HeadModes' `U`, `V` ([d_h, d] rows). `false`:
+   * not kept (HeadModes' `U`, `V` empty). `{ U, V }`: arrays of [blocks, heads, d, d_h] (the
+   * layout of a run's U.npy: column n of block (l, h) is u_n), filled as heads finish; on
+   * SharedArrayBuffers every thread writes its heads there itself, otherwise the calling
+   * thread copies them. Either spares the d_h×d arrays of every head (fresh memory is what
+   * costs on small machines: 2 × 420 MB for a ViT-H).
+   */
+  vectors?: { U: Float32Array | Float64Array; V: Float32Array | Float64Array } | false;
 }
 
 /** HeadModes without the d-length vectors (what `analyzeModel` keeps and returns). */
@@ -65,13 +76,25 @@ function dims(spec: VitSpec) {
   return { d, dh, H, KV, group: H / KV };
 }
 
-async function loadLayer(spec: VitSpec, l: number): Promise<LayerInput> {
+/** Float32 buffers to read a layer's weights into (reused layer after layer), by tensor and length. */
+type Scratch = (which: 'wq' | 'wk' | 'bq', length: number) => Float32Array;
+
+/** Plain buffers reused from layer to layer (the single-thread path). */
+function reusedScratch(): Scratch {
+  const bufs: Record<string, Float32Array> = {};
+  return (which, length) => {
+    if (!(bufs[which]?.length >= length)) bufs[which] = new Float32Array(length);
+    return bufs[which].subarray(0, length);
+  };
+}
+
+async function loadLayer(spec: VitSpec, l: number, scratch: Scratch): Promise<LayerInput> {
   const { d, dh, H, KV } = dims(spec);
   const blk = spec.blocks[l];
   const [wq, wk, bq] = await Promise.all([
-    loadWeight(blk.q.weight),
-    loadWeight(blk.k.weight),
-    blk.q.bias ? loadWeight(blk.q.bias) : Promise.resolve(null),
+    loadWeightInto(blk.q.weight, scratch('wq', H * dh * d)),
+    loadWeightInto(blk.k.weight, scratch('wk', KV * dh * d)),
+    blk.q.bias ? loadWeightInto(blk.q.bias, scratch('bq', H * dh)) : Promise.resolve(null),
   ]);
   const where = `${spec.modelId} block ${l}`;
   if (wq.length !== H * dh * d) throw new RangeError(`${where}: query weight has ${wq.length} entries, expected ${H}·${dh}·${d}`);
@@ -99,7 +122,12 @@ interface Task {
 }
 
 function runJob(job: HeadJob): HeadModes {
-  return headModes(sliceView(job.wq), sliceView(job.wk), job.bq && sliceView(job.bq), job.d, job.dh, job.layer, job.head);
+  return headModes(sliceView(job.wq), sliceView(job.wk), job.bq && sliceView(job.bq), job.d, job.dh, job.layer, job.head, { vectors: jobVectors(job) });
+}
+
+/** Copies a head's vector rows ([d_h, d]) into a [.., d, d_h] destination at `offset` (column n = row n). */
+function putColumns(dst: Float32Array | Float64Array, rows: Float64Array, offset: number, d: number, dh: number): void {
+  for (let i = 0; i < d; i++) for (let n = 0; n < dh; n++) dst[offset + i * dh + n] = rows[n * d + i];
 }
 
 /**
@@ -203,15 +231,24 @@ export async function analyzeModel(spec: VitSpec, opts: AnalyzeModelOptions = {}
   for (const l of layers) if (!Number.isInteger(l) || l < 0 || l >= L) throw new RangeError(`${spec.modelId}: no block ${l} (it has ${L})`);
   const threads = Math.max(1, Math.min(MAX_THREADS, Math.floor(opts.threads ?? defaultThreads()), H * layers.length));
   const out: LayerModes[] = [];
+  const dest = opts.vectors || null;
+  if (dest && (dest.U.length < L * H * d * dh || dest.V.length < L * H * d * dh)) {
+    throw new RangeError(`analyzeModel: vectors need ${L}·${H}·${d}·${dh} entries each, got ${dest.U.length} and ${dest.V.length}`);
+  }
+  const blockAt = (l: number, h: number) => (l * H + h) * d * dh;
+  /** Without a destination: vectors in each HeadModes (undefined) or not kept (false). */
+  const keep = opts.vectors === false ? false : undefined;
 
   if (threads === 1 || layers.length === 0) {
+    const scratch = reusedScratch();
     for (const l of layers) {
-      const x = await loadLayer(spec, l);
+      const x = await loadLayer(spec, l, scratch);
       const heads: HeadModes[] = [];
       for (let h = 0; h < H; h++) {
         const r = headRanges(spec, h);
         const view = (a: FloatArray, [o, n]: readonly [number, number]) => a.subarray(o, o + n);
-        heads.push(headModes(view(x.wq, r.wq), view(x.wk, r.wk), x.bq ? view(x.bq, r.bq) : null, d, dh, l, h));
+        const vectors = dest ? { U: dest.U, V: dest.V, offset: blockAt(l, h) } : keep;
+        heads.push(headModes(view(x.wq, r.wq), view(x.wk, r.wk), x.bq ? view(x.bq, r.bq) : null, d, dh, l, h, { vectors }));
       }
       out.push({ layer: l, heads: heads.map(summarize) });
       await opts.onLayer?.(l, heads);
@@ -220,6 +257,8 @@ export async function analyzeModel(spec: VitSpec, opts: AnalyzeModelOptions = {}
   }
 
   const pool = new Pool(threads - 1, true);
+  // Two slots each: layer l+1 is read in only after layer l−1 has been delivered (below).
+  const rings = { wq: new SharedRing(2), wk: new SharedRing(2), bq: new SharedRing(2) };
   const delivered: Promise<void>[] = [];
   let failed = false;
   let nextId = 0;
@@ -227,13 +266,25 @@ export async function analyzeModel(spec: VitSpec, opts: AnalyzeModelOptions = {}
   try {
     for (let idx = 0; idx < layers.length && !failed; idx++) {
       const l = layers[idx];
-      // Read layer l while the pool computes layer l−1.
-      const x = await loadLayer(spec, l);
-      const sq = toShared(x.wq), sk = toShared(x.wk), sb = x.bq ? toShared(x.bq) : null;
+      // Read layer l while the pool computes layer l−1, straight into the next shared slots
+      // (a copy only for sources that cannot read in place).
+      const taken: Partial<Record<'wq' | 'wk' | 'bq', Float32Array>> = {};
+      const x = await loadLayer(spec, l, (which, n) => (taken[which] = rings[which].take(n)));
+      const sq = rings.wq.adopt(x.wq, taken.wq!), sk = rings.wk.adopt(x.wk, taken.wk!), sb = x.bq ? rings.bq.adopt(x.bq, taken.bq!) : null;
       const computed = Promise.all(
-        Array.from({ length: H }, (_, h) => {
+        Array.from({ length: H }, async (_, h) => {
           const r = headRanges(spec, h);
-          return pool.run({ id: nextId++, wq: part(sq, r.wq), wk: part(sk, r.wk), bq: sb && part(sb, r.bq), d, dh, layer: l, head: h });
+          // Shared destination: the thread computing the head writes its block; otherwise the rows come back and are copied here.
+          const su = dest && asShared(dest.U, blockAt(l, h), d * dh);
+          const sv = dest && asShared(dest.V, blockAt(l, h), d * dh);
+          const vectors = su && sv ? { U: su, V: sv } : dest ? undefined : keep;
+          const m = await pool.run({ id: nextId++, wq: part(sq, r.wq), wk: part(sk, r.wk), bq: sb && part(sb, r.bq), d, dh, layer: l, head: h, vectors });
+          if (dest && !(su && sv)) {
+            putColumns(dest.U, m.U, blockAt(l, h), d, dh);
+            putColumns(dest.V, m.V, blockAt(l, h), d, dh);
+            m.U = m.V = new Float64Array(0);
+          }
+          return m;
         }),
       );
       computed.catch(() => {}); // handled through `delivered` below; avoid an unhandled-rejection crash meanwhile

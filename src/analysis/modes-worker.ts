@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { adoptKernelModule } from '../linalg/kernels.js';
 import { headModes } from './modes.js';
-import { resultTransfer, sliceView, type HeadJob, type HeadReply } from './shared-slice.js';
+import { jobVectors, resultTransfer, sliceView, type HeadJob, type HeadReply } from './shared-slice.js';
 
 if (parentPort) {
   adoptKernelModule((workerData as { kernels?: WebAssembly.Module } | undefined)?.kernels);
@@ -14,7 +14,7 @@ if (parentPort) {
   port.on('message', (job: HeadJob) => {
     let reply: HeadReply;
     try {
-      const r = headModes(sliceView(job.wq), sliceView(job.wk), job.bq && sliceView(job.bq), job.d, job.dh, job.layer, job.head);
+      const r = headModes(sliceView(job.wq), sliceView(job.wk), job.bq && sliceView(job.bq), job.d, job.dh, job.layer, job.head, { vectors: jobVectors(job) });
       reply = { id: job.id, ok: true, result: r };
       port.postMessage(reply, resultTransfer(r));
     } catch (e) {

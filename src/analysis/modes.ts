@@ -60,6 +60,20 @@ export interface HeadModesOptions {
   path?: FactorPath | 'auto';
   /** SVD of the d_h×d_h core: Golub–Kahan (default, Jacobi if it fails to converge) or Jacobi. */
   svd?: 'golub-kahan' | 'jacobi';
+  /**
+   * Where u_n, v_n go. Default: `U`, `V` of the result ([d_h, d], row n = u_n). An object:
+   * written straight into its arrays as a d × d_h block at element `offset` (column n = u_n:
+   * the layout of a run's U.npy), and the result's `U`, `V` are empty. `false`: not kept.
+   * Either of the last two spares a per-head d_h×d allocation and a copy.
+   */
+  vectors?: VectorsOut | false;
+}
+
+/** A destination for a head's vectors: U[offset + i·d_h + n] = u_n[i] (likewise V). */
+export interface VectorsOut {
+  U: Float32Array | Float64Array;
+  V: Float32Array | Float64Array;
+  offset: number;
 }
 
 interface Layout {
@@ -304,15 +318,32 @@ export function headModes(
   // Canonical sign and cosines on the padded rows (padding is zero), then copy out.
   ar.signCos(L.uo, L.vo, n, d4, d, L.cos);
   const cosine = Float64Array.from(H.subarray(L.cos, L.cos + n));
-  const U = new Float64Array(n * d), V = new Float64Array(n * d);
-  if (d === d4) {
-    U.set(H.subarray(L.uo, L.uo + n * d));
-    V.set(H.subarray(L.vo, L.vo + n * d));
-  } else
-    for (let k = 0; k < n; k++) {
-      U.set(H.subarray(L.uo + k * d4, L.uo + k * d4 + d), k * d);
-      V.set(H.subarray(L.vo + k * d4, L.vo + k * d4 + d), k * d);
+  const out = opts.vectors;
+  // Empty (not shared) arrays when the vectors go elsewhere: a worker transfers the result's buffers.
+  let U = new Float64Array(0), V = new Float64Array(0);
+  if (out) {
+    if (out.offset < 0 || out.offset + n * d > Math.min(out.U.length, out.V.length)) throw new RangeError(`headModes: vectors need ${n}×${d} entries at ${out.offset}`);
+    // Transposed into d × d_h columns: for each i the d_h rows are read at the same column
+    // (d_h cache lines, reused by the next i), the destination is written contiguously.
+    for (let i = 0; i < d; i++) {
+      const o = out.offset + i * n;
+      for (let k = 0; k < n; k++) {
+        out.U[o + k] = H[L.uo + k * d4 + i];
+        out.V[o + k] = H[L.vo + k * d4 + i];
+      }
     }
+  } else if (out === undefined) {
+    U = new Float64Array(n * d);
+    V = new Float64Array(n * d);
+    if (d === d4) {
+      U.set(H.subarray(L.uo, L.uo + n * d));
+      V.set(H.subarray(L.vo, L.vo + n * d));
+    } else
+      for (let k = 0; k < n; k++) {
+        U.set(H.subarray(L.uo + k * d4, L.uo + k * d4 + d), k * d);
+        V.set(H.subarray(L.vo + k * d4, L.vo + k * d4 + d), k * d);
+      }
+  }
 
   const relGap = new Float64Array(n);
   const s1 = sigma[0];

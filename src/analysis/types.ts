@@ -7,9 +7,13 @@ export interface HeadModes {
   head: number;
   /** σ_n descending, of W_qᵀW_k itself (NOT divided by sqrt(d_h)). Length d_h. */
   sigma: Float64Array;
-  /** d_h x d, row n = u_n (query side), canonical sign: largest-|entry| of u_n is positive. */
+  /**
+   * d_h x d, row n = u_n (query side), canonical sign: largest-|entry| of u_n is positive.
+   * Empty when the vectors were written elsewhere or not kept (`vectors` option of headModes /
+   * analyzeModel).
+   */
   U: Float64Array;
-  /** d_h x d, row n = v_n (key side), sign tied to u_n. */
+  /** d_h x d, row n = v_n (key side), sign tied to u_n (empty like U). */
   V: Float64Array;
   /** c_n = u_n · v_n. */
   cosine: Float64Array;

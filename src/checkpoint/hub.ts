@@ -11,12 +11,13 @@
  * needs the paths-info API, names snapshots after the file's last commit instead of the
  * revision's commit, and never writes refs/, so Python would not find its files.
  */
-import { createWriteStream, existsSync, lstatSync, readFileSync, readdirSync, renameSync, copyFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, readdirSync, copyFileSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { readRegularFile } from './files.js';
 import { UserError } from '../errors.js';
+import type { Progress } from '../progress.js';
+import { downloadResumable } from './download.js';
 import { VERSION } from '../version.js';
 import { ensureDir } from '../io/fs.js';
 
@@ -34,6 +35,8 @@ export interface HubOptions {
   env?: NodeJS.ProcessEnv;
   /** Show download progress on stderr (default: when stderr is a terminal). */
   progress?: boolean;
+  /** Report download progress here instead (a job's progress display). */
+  reporter?: Progress;
 }
 
 export interface HubSnapshot {
@@ -103,7 +106,22 @@ interface Ctx {
   endpoint: string;
   token?: string;
   progress: boolean;
+  reporter?: Progress;
   headTimeoutMs: number;
+}
+
+function hubContext(repoId: string, opts: HubOptions, env: NodeJS.ProcessEnv): Ctx {
+  const cacheDir = opts.cacheDir ?? hubCacheDir(env);
+  return {
+    repoId,
+    repoDir: join(cacheDir, `models--${repoId.replace('/', '--')}`),
+    cacheDir,
+    endpoint: (opts.endpoint ?? env.HF_ENDPOINT ?? '').replace(/\/+$/, '') || 'https://huggingface.co',
+    token: opts.token ?? hubToken(env),
+    progress: opts.progress ?? process.stderr.isTTY === true,
+    reporter: opts.reporter,
+    headTimeoutMs: 1000 * (Number(env.HF_HUB_ETAG_TIMEOUT) || 10),
+  };
 }
 
 /** Resolves `org/name[@rev]` to a snapshot folder with config and weights, downloading if allowed. */
@@ -115,16 +133,8 @@ export async function resolveHubModel(id: string, opts: HubOptions = {}): Promis
   }
   const env = opts.env ?? process.env;
   const revision = opts.revision ?? parsed.revision ?? 'main';
-  const cacheDir = opts.cacheDir ?? hubCacheDir(env);
-  const ctx: Ctx = {
-    repoId: parsed.repoId,
-    repoDir: join(cacheDir, `models--${parsed.repoId.replace('/', '--')}`),
-    cacheDir,
-    endpoint: (opts.endpoint ?? env.HF_ENDPOINT ?? '').replace(/\/+$/, '') || 'https://huggingface.co',
-    token: opts.token ?? hubToken(env),
-    progress: opts.progress ?? process.stderr.isTTY === true,
-    headTimeoutMs: 1000 * (Number(env.HF_HUB_ETAG_TIMEOUT) || 10),
-  };
+  const ctx = hubContext(parsed.repoId, opts, env);
+  const cacheDir = ctx.cacheDir;
   const envOffline = hubOfflineFromEnv(env);
   if (opts.offline || envOffline) return fromCache(ctx, revision, opts.offline ? 'drop --offline' : 'unset HF_HUB_OFFLINE');
   try {
@@ -176,7 +186,8 @@ function weightsIn(dir: string): string[] | null {
 
 function shardsOf(indexPath: string): string[] | null {
   try {
-    const wm = JSON.parse(readFileSync(indexPath, 'utf8')).weight_map as Record<string, string>;
+    // Bounded and regular-file only: a cached index is downloaded data like any other.
+    const wm = JSON.parse(readRegularFile(indexPath, 64 * 2 ** 20, 'safetensors index').toString('utf8')).weight_map as Record<string, string>;
     return [...new Set(Object.values(wm))].filter((f) => typeof f === 'string' && !f.startsWith('/') && !f.includes('..'));
   } catch {
     return null;
@@ -249,6 +260,85 @@ function normalizeEtag(e: string | null): string | null {
 }
 
 /**
+ * HEAD of one file of the repo, following only relative redirects (a renamed repo); an absolute
+ * one points to the CDN and already carries the metadata we need (X-Linked-Size, -Etag).
+ */
+async function headFile(ctx: Ctx, file: string, revision: string): Promise<{ res: Response; url: string }> {
+  let url = `${ctx.endpoint}/${ctx.repoId}/resolve/${encodeURIComponent(revision)}/${file.split('/').map(encodeURIComponent).join('/')}`;
+  let res: Response;
+  for (let hop = 0; ; hop++) {
+    res = await request(ctx, url, { method: 'HEAD', redirect: 'manual', headers: { ...headers(ctx, url), 'accept-encoding': 'identity' }, timeoutMs: ctx.headTimeoutMs });
+    const loc = res.headers.get('location');
+    if (res.status >= 300 && res.status < 400 && loc && !/^[a-z]+:\/\//i.test(loc) && hop < 10) url = new URL(loc, url).toString();
+    else return { res, url };
+  }
+}
+
+export interface HubFile {
+  file: string;
+  /** Bytes (null when the hub does not say). */
+  size: number | null;
+  /** Already in the cache. */
+  cached: boolean;
+}
+
+/**
+ * The weight files `resolveHubModel` would fetch for `id`, their sizes and whether they are
+ * cached, before downloading anything large: HEAD requests (a sharded model's small index is
+ * fetched into the cache to list its shards). Offline: what the cache holds (empty if nothing).
+ */
+export async function hubFiles(id: string, opts: HubOptions = {}): Promise<{ repoId: string; files: HubFile[] }> {
+  const parsed = parseHubId(id);
+  if (!parsed) throw new UserError(`${id}: not a Hugging Face model id; give org/name or org/name@revision`);
+  const env = opts.env ?? process.env;
+  const revision = opts.revision ?? parsed.revision ?? 'main';
+  const ctx = hubContext(parsed.repoId, opts, env);
+  const local = (): HubFile[] => {
+    try {
+      const snap = fromCache(ctx, revision, '');
+      return snap.weights.map((w) => ({ file: w, size: statSync(join(snap.dir, w)).size, cached: true }));
+    } catch {
+      return [];
+    }
+  };
+  if (opts.offline || hubOfflineFromEnv(env)) return { repoId: ctx.repoId, files: local() };
+  const info = async (file: string): Promise<HubFile | null> => {
+    const { res } = await headFile(ctx, file, revision);
+    const code = res.headers.get('x-error-code');
+    if (res.status === 404 && (code === 'EntryNotFound' || !code)) return null;
+    if (code === 'RepoNotFound' || res.status === 401 || res.status === 403) {
+      throw new HubRepoNotFound(`${ctx.repoId} is not found or not accessible on ${ctx.endpoint} (HTTP ${res.status}; set HF_TOKEN for a private or gated model)`);
+    }
+    if (res.status >= 400) throw new UserError(`${ctx.repoId}: ${ctx.endpoint} answered HTTP ${res.status} for ${file}; try again later`);
+    const size = Number(res.headers.get('x-linked-size') ?? res.headers.get('content-length') ?? NaN);
+    const commit = res.headers.get('x-repo-commit');
+    const etag = normalizeEtag(res.headers.get('x-linked-etag') ?? res.headers.get('etag'));
+    const cached = !!((commit && existsSync(join(ctx.repoDir, 'snapshots', commit, file))) || (etag && existsSync(join(ctx.repoDir, 'blobs', etag))));
+    return { file, size: Number.isFinite(size) ? size : null, cached };
+  };
+  try {
+    for (const w of WEIGHTS) {
+      const f = await info(w);
+      if (!f) continue;
+      if (!w.endsWith('.index.json')) return { repoId: ctx.repoId, files: [f] };
+      const idx = await fetchToCache(ctx, w, revision);
+      const shards = idx.path ? shardsOf(idx.path) : null;
+      if (!shards) throw new UserError(`${ctx.repoId}: ${w} is not valid JSON with a weight_map; try again later`);
+      const files = [f];
+      for (const sh of shards) {
+        const x = await info(sh);
+        if (x) files.push(x);
+      }
+      return { repoId: ctx.repoId, files };
+    }
+    return { repoId: ctx.repoId, files: [] };
+  } catch (e) {
+    if (e instanceof NetworkError) return { repoId: ctx.repoId, files: local() };
+    throw e;
+  }
+}
+
+/**
  * One file of the repo at `revision` into the cache: its snapshot path, or null when the repo
  * does not have it (a 404 for the file, recorded in .no_exist/ as huggingface_hub does).
  */
@@ -258,17 +348,7 @@ async function fetchToCache(ctx: Ctx, file: string, revision: string): Promise<{
     if (existsSync(cached)) return { path: cached, commit: revision };
     if (existsSync(join(ctx.repoDir, '.no_exist', revision, file))) return { path: null, commit: revision };
   }
-  const fileUrl = `${ctx.endpoint}/${ctx.repoId}/resolve/${encodeURIComponent(revision)}/${file.split('/').map(encodeURIComponent).join('/')}`;
-  // HEAD first, following only relative redirects (a renamed repo); an absolute one points to the
-  // CDN and already carries the metadata we need.
-  let url = fileUrl;
-  let res: Response;
-  for (let hop = 0; ; hop++) {
-    res = await request(ctx, url, { method: 'HEAD', redirect: 'manual', headers: { ...headers(ctx, url), 'accept-encoding': 'identity' }, timeoutMs: ctx.headTimeoutMs });
-    const loc = res.headers.get('location');
-    if (res.status >= 300 && res.status < 400 && loc && !/^[a-z]+:\/\//i.test(loc) && hop < 10) url = new URL(loc, url).toString();
-    else break;
-  }
+  const { res, url } = await headFile(ctx, file, revision);
   const commit = res.headers.get('x-repo-commit') ?? undefined;
   const code = res.headers.get('x-error-code');
   if (res.status === 404 && (code === 'EntryNotFound' || !code)) {
@@ -298,37 +378,37 @@ async function fetchToCache(ctx: Ctx, file: string, revision: string): Promise<{
   return { path: pointer, commit };
 }
 
-/** Streams into `<blob>.incomplete`, renamed only when complete: an interrupted run never leaves a bad blob. */
+/**
+ * Streams into `<blob>.incomplete` (resumed with a Range request when a previous run left one),
+ * renamed only when complete: an interrupted run never leaves a bad blob (download.ts).
+ */
 async function downloadBlob(ctx: Ctx, url: string, blob: string, file: string, size: number): Promise<void> {
-  ensureDir(dirname(blob));
-  const res = await request(ctx, url, { headers: headers(ctx, url) });
-  if (!res.ok || !res.body) throw new UserError(`${ctx.repoId}: downloading ${file} failed (HTTP ${res.status}); try again`);
-  const tmp = `${blob}.incomplete`;
-  let got = 0;
-  let shown = 0;
-  const total = Number.isFinite(size) ? size : Number(res.headers.get('content-length') ?? NaN);
-  const mb = (n: number) => (n / 1e6).toFixed(1);
-  const count = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      got += chunk.length;
-      if (ctx.progress && (got - shown > 4e6 || got === total)) {
-        shown = got;
-        process.stderr.write(`\r${ctx.repoId} ${file}: ${mb(got)}${Number.isFinite(total) ? `/${mb(total)}` : ''} MB`);
-      }
-      cb(null, chunk);
+  const progress = ctx.reporter ?? (ctx.progress ? stderrProgress() : undefined);
+  await downloadResumable(url, blob, { size: Number.isFinite(size) ? size : null, headers: headers(ctx, url), progress, label: `${ctx.repoId} ${file}`, owner: ctx.repoId, file });
+}
+
+/** A one-line MB counter on stderr (a terminal, no job display). */
+function stderrProgress(): Progress {
+  let label = '';
+  let total = 0;
+  let done = 0;
+  return {
+    start(l, t, o) {
+      label = l;
+      total = t;
+      done = o?.done ?? 0;
     },
-  });
-  try {
-    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), count, createWriteStream(tmp));
-  } catch (e) {
-    throw new UserError(`${ctx.repoId}: download of ${file} was interrupted (${(e as Error).message}); run again to retry`);
-  } finally {
-    if (ctx.progress && shown) process.stderr.write('\n');
-  }
-  if (Number.isFinite(total) && got !== total) {
-    throw new UserError(`${ctx.repoId}: download of ${file} stopped at ${got} of ${total} bytes; run again to retry`);
-  }
-  renameSync(tmp, blob);
+    advance(n) {
+      done += n;
+      process.stderr.write(`\r${label}: ${done}${total ? `/${total}` : ''} MB`);
+    },
+    note(m) {
+      process.stderr.write(`${m}\n`);
+    },
+    end() {
+      if (done) process.stderr.write('\n');
+    },
+  };
 }
 
 function link(blob: string, pointer: string): void {

@@ -20,6 +20,9 @@ export const COMMANDS: Record<string, () => Promise<() => Command>> = {
   pairing: async () => (await import('./pairing.js')).pairingCommand,
   ablate: async () => (await import('./ablate.js')).ablateCommand,
   'position-content': async () => (await import('./position-content.js')).positionContentCommand,
+  'export-onnx': async () => (await import('./export-onnx.js')).exportOnnxCommand,
+  export: async () => (await import('./export.js')).exportCommand,
+  paper: async () => (await import('./paper.js')).paperCommand,
 };
 
 /** The factories to register for this argv: only the named command, or all (help, typos). */

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { addModelOptions, positiveInt, type ModelFlags } from './model-options.js';
 import { loadSpec } from '../arch/load.js';
+import { requireForward } from '../arch/runnable.js';
 import { UserError } from '../errors.js';
 import { ListingSource, NpyPixels, type ImageSource } from '../images/source.js';
 import { expandImagePaths, fileListing } from '../images/sources.js';
@@ -58,9 +59,7 @@ export function embedCommand(): Command {
     const paths = flags.pixels ? [] : expandImagePaths(images);
     const { spec, close } = await loadSpec(model, flags);
     try {
-      if (spec.modality !== 'vision' || !spec.patchEmbed) {
-        throw new UserError(`${spec.modelId}: embed runs the model on images, so it needs a vision transformer (this is a ${spec.modality} model; use \`qkscope svd\` for its modes)`);
-      }
+      requireForward(spec, 'embed');
       let source: ImageSource;
       if (flags.pixels) {
         source = NpyPixels.open(flags.pixels, { channels: spec.channels, patchSize: spec.patchSize, imageSize: spec.imageSize });

@@ -19,7 +19,9 @@ export function svdCommand(): Command {
     .addOption(new Option('--threads <n>', 'CPU threads for the computation (default: 1 when the q/k weights are under 128 MB, else all cores up to 8)').argParser(positiveInt('--threads')))
     .addOption(new Option('--vectors <dtype>', 'dtype of U.npy and V.npy').choices(['float32', 'float64']).default('float32'))
     .option('--no-figures', 'skip heatmap/heads figures')
-    .addHelpText('after', '\nExample:\n  qkscope svd google/vit-base-patch16-224 --out runs/vit-b16\n  qkscope svd ./my-timm-vit --out runs/mine --vectors float64\n');
+    .addHelpText('after', '\nExample:\n  qkscope svd google/vit-base-patch16-224 --out runs/vit-b16\n  qkscope svd ./my-timm-vit --out runs/mine --vectors float64\n' +
+        '  qkscope svd encoder.pt --num-heads 8 --out runs/enc            (a torch.nn.TransformerEncoder state dict)\n' +
+        '  qkscope svd my_vit.pth --layout my_vit.layout.json --out runs/my-vit   (any PyTorch ViT: docs/layouts.md)\n');
   addModelOptions(cmd);
   cmd.action(async (model: string, flags: SvdFlags) => {
     const { spec, close } = await loadSpec(model, flags);

@@ -12,9 +12,13 @@
  *   normalise (x - mean) / std, channels first: [3, h, w] float32
  *
  * Resampling is Pillow's (see resample.ts), with the configured filter.
+ *
+ * Browser-safe (no Node or sharp at run time: the exported site preprocesses dropped images with
+ * this code); decoding files into batches is in load-pixels.ts.
  */
 import type { PreprocessSpec, VitSpec } from '../arch/spec.js';
-import { decodeImage, type RgbImage } from './decode.js';
+import { requireForward } from '../arch/runnable.js';
+import type { RgbImage } from './decode.js';
 import { pilResizeU8 } from './resample.js';
 
 /** Output size of a 'shortest' resize (HF get_resize_output_image_size, default_to_square=False). */
@@ -42,6 +46,8 @@ export interface PreprocessOptions {
 
 /** The preprocessing to use for a spec (its own, or HF ViT's defaults at the model's size). */
 export function preprocessFor(spec: VitSpec): { pp: PreprocessSpec; defaulted: boolean; options: PreprocessOptions } {
+  // A text model or a weights-only layout has no image size to default to: refuse, never "resize to 0x0".
+  requireForward(spec);
   // HF image processors floor the crop offset; timm and the SimMIM / I-JEPA release code use torchvision's CenterCrop.
   const options: PreprocessOptions = { cropRounding: spec.family.startsWith('hf-') ? 'hf' : 'torchvision' };
   if (spec.preprocess) return { pp: spec.preprocess, defaulted: false, options };
@@ -62,22 +68,22 @@ export function resizeAndCrop(img: RgbImage, pp: PreprocessSpec, opts: Preproces
     // 'exact': a square `resize` (then the crop), or straight to a non-square crop.
     [h, w] = pp.crop[0] === pp.crop[1] ? [pp.resize, pp.resize] : pp.crop;
   }
-  const resized = pilResizeU8(img.data, img.width, img.height, 3, w, h, pp.resample);
   const [ch, cw] = pp.crop;
-  if (ch === h && cw === w) return { data: resized, width: w, height: h };
+  if (ch === h && cw === w) return { data: pilResizeU8(img.data, img.width, img.height, 3, w, h, pp.resample), width: w, height: h };
   const off = (full: number, c: number) => (opts.cropRounding === 'torchvision' ? roundHalfEven((full - c) / 2) : Math.floor((full - c) / 2));
   const top = off(h, ch);
   const left = off(w, cw);
+  // Only the part of the resized image the crop keeps is computed (same bytes as resizing
+  // everything); a crop larger than the image is zero-padded.
+  const x0 = Math.max(0, left);
+  const y0 = Math.max(0, top);
+  const x1 = Math.min(w, left + cw);
+  const y1 = Math.min(h, top + ch);
+  const part = pilResizeU8(img.data, img.width, img.height, 3, w, h, pp.resample, { x0, y0, x1, y1 });
+  if (x0 === left && y0 === top && x1 - x0 === cw && y1 - y0 === ch) return { data: part, width: cw, height: ch };
   const out = new Uint8Array(ch * cw * 3);
-  for (let y = 0; y < ch; y++) {
-    const sy = y + top;
-    if (sy < 0 || sy >= h) continue;
-    for (let x = 0; x < cw; x++) {
-      const sx = x + left;
-      if (sx < 0 || sx >= w) continue;
-      for (let c = 0; c < 3; c++) out[(y * cw + x) * 3 + c] = resized[(sy * w + sx) * 3 + c];
-    }
-  }
+  const pw = x1 - x0;
+  for (let y = y0; y < y1; y++) out.set(part.subarray((y - y0) * pw * 3, (y - y0 + 1) * pw * 3), ((y - top) * cw + (x0 - left)) * 3);
   return { data: out, width: cw, height: ch };
 }
 
@@ -96,20 +102,4 @@ export function normalise(img: RgbImage, pp: PreprocessSpec, out?: Float32Array,
 /** Full preprocessing of a decoded image: [3, crop_h, crop_w] float32. */
 export function preprocessImage(img: RgbImage, pp: PreprocessSpec, opts: PreprocessOptions = {}, out?: Float32Array, offset = 0): Float32Array {
   return normalise(resizeAndCrop(img, pp, opts), pp, out, offset);
-}
-
-/** Decodes and preprocesses files into one [n, 3, h, w] batch. */
-export async function loadBatch(paths: string[], pp: PreprocessSpec, opts: PreprocessOptions = {}): Promise<Float32Array> {
-  const [h, w] = pp.crop;
-  const per = 3 * h * w;
-  const out = new Float32Array(paths.length * per);
-  const decoded = await Promise.all(paths.map((p) => decodeImage(p)));
-  decoded.forEach((img, i) => preprocessImage(img, pp, opts, out, i * per));
-  return out;
-}
-
-/** Decodes and preprocesses image files with the model's own preprocessing: [n, 3, h, w]. */
-export async function loadPixels(spec: VitSpec, paths: string[]): Promise<{ pixels: Float32Array; imageSize: [number, number]; defaulted: boolean }> {
-  const { pp, defaulted, options } = preprocessFor(spec);
-  return { pixels: await loadBatch(paths, pp, options), imageSize: [...pp.crop] as [number, number], defaulted };
 }

@@ -15,7 +15,7 @@
  * offset) so that arrays larger than memory (U of a ViT-H: [32, 16, 1280, 80]) are never
  * held whole.
  */
-import { closeSync, fstatSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync, writeFileSync, readFileSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync, readFileSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { UserError } from '../errors.js';
 
@@ -174,9 +174,23 @@ export function encodeNpy(dtype: NpyDtype, shape: readonly number[], data: NpyIn
   return Buffer.concat([npyHeader(dtype, shape), encodeRange(dtype, data, 0, n, 'npy')]);
 }
 
-/** Writes a whole array held in memory. For large arrays use NpyStreamWriter. */
+/**
+ * Writes a whole array held in memory. For large arrays use NpyStreamWriter. The header and
+ * the data are written one after the other, without concatenating them: a copy of a 200 MB
+ * array costs more than the write itself (fresh pages).
+ */
 export function writeNpy(path: string, dtype: NpyDtype, shape: readonly number[], data: NpyInput): void {
-  writeFileSync(path, encodeNpy(dtype, shape, data));
+  const n = checkShape(shape, 'npy');
+  if (data.length !== n) throw new Error(`npy: shape [${shape.join(', ')}] needs ${n} elements, got ${data.length}`);
+  const header = npyHeader(dtype, shape);
+  const body = encodeRange(dtype, data, 0, n, 'npy');
+  const fd = openSync(path, 'w');
+  try {
+    writeAll(fd, header, 0);
+    writeAll(fd, body, header.length);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**

@@ -23,6 +23,7 @@ import { mapScales, overlayRgb, scaleMap, upsampleGrid, type MapNormalization } 
 import { jpegDataUri } from '../io/jpeg.js';
 import { RunDir, modelInfo } from '../store/run-dir.js';
 import { checkMode, headVectorPair, modeInfo, scanProgress, topList, type RankedImage, type ScanRun } from '../store/scan-run.js';
+import { patchMaps } from '../analysis/mode-maps.js';
 import { jobContext, type JobContext } from './job.js';
 import { weightsFingerprint } from './scan.js';
 
@@ -122,23 +123,7 @@ export async function runModesFigure(run: ScanRun, spec: VitSpec, o: ModesFigure
   const [gr, gc] = meta.patch_grid;
   const P = gr * gc;
   const ps = meta.patch_start;
-  const maps = (x: Float32Array, mode: number, sign: 1 | -1) => {
-    const q = new Float64Array(P);
-    const k = new Float64Array(P);
-    for (let t = 0; t < P; t++) {
-      let sq = 0;
-      let sk = 0;
-      const off = (ps + t) * d;
-      for (let c = 0; c < d; c++) {
-        sq += x[off + c] * U[mode * d + c];
-        sk += x[off + c] * V[mode * d + c];
-      }
-      q[t] = sign * sq;
-      k[t] = sign * sk;
-    }
-    return { q, k };
-  };
-  const maxOf = (a: Float64Array) => a.reduce((m, v) => Math.max(m, v), -Infinity);
+  const maps = (x: Float32Array, mode: number, sign: 1 | -1) => patchMaps(x, 0, { patchStart: ps, patches: P }, d, U, V, mode, sign);
   // Tiles are drawn at 96 px and rasterised at 2×: encode them at the size they are seen.
   const tileSide = Math.min(Math.max(ih, iw), 192);
   const jpg = (rgb: Uint8Array) => jpegDataUri(rgb, iw, ih, tileSide);
@@ -155,7 +140,7 @@ export async function runModesFigure(run: ScanRun, spec: VitSpec, o: ModesFigure
     const row: ModesRow = { label: `L${o.layer} H${o.head} M${r.mode} ${r.sign > 0 ? '+' : '−'}`, lines, tiles: [] };
     const computed = r.entries.map((e) => {
       const v = view.get(e.id);
-      return v ? { e, v, ...maps(v.x, r.mode, r.sign) } : { e, v: null, q: null, k: null };
+      return v ? { e, v, ...maps(v.x, r.mode, r.sign) } : { e, v: null, q: null, k: null, score: null };
     });
     const have = computed.filter((c) => c.v) as { e: RankedImage; v: { rgb: Uint8Array; x: Float32Array; name: string | null }; q: Float64Array; k: Float64Array }[];
     const qs = mapScales(have.map((c) => c.q), how);
@@ -171,7 +156,7 @@ export async function runModesFigure(run: ScanRun, spec: VitSpec, o: ModesFigure
         row.tiles.push({ href: null, hrefKey: null, caption, name });
         continue;
       }
-      const score = maxOf(c.q!) * maxOf(c.k!);
+      const score = c.score!;
       if (Math.abs(score - c.e.score) > 1e-3 * Math.max(1e-6, Math.abs(c.e.score))) {
         warn(`${c.e.path}: recomputed score ${score.toPrecision(6)} differs from the scan's ${c.e.score.toPrecision(6)} (L${o.layer} H${o.head} M${r.mode})`);
       }

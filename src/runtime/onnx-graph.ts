@@ -15,7 +15,7 @@ const { onnx } = onnxProto;
 
 /** Default-domain opset: 17 has LayerNormalization; ReduceMean still takes `axes` as an attribute. */
 export const OPSET = 17;
-/** onnxruntime's contrib-op domain (Gelu, FastGelu, QuickGelu). */
+/** onnxruntime's contrib-op domain (Gelu, FastGelu, QuickGelu, BiasGelu, Attention, SkipLayerNormalization). */
 export const MS_DOMAIN = 'com.microsoft';
 
 /** An attribute value: a plain number is an INT, `{ f }` a FLOAT, number[] INTS, `{ floats }` FLOATS, string a STRING. */
@@ -168,10 +168,14 @@ export class OnnxGraph {
     return n;
   }
 
-  /** Appends a node; returns its output names (`outputs` of them). */
-  opN(type: string, inputs: string[], outputs: number, attrs: Record<string, AttrValue> = {}, opts: { domain?: string; name?: string } = {}): string[] {
+  /**
+   * Appends a node; returns its output names (`outputs` of them). `outputs` as booleans names
+   * only the outputs wanted and leaves the others '' (ONNX's "optional output not produced").
+   */
+  opN(type: string, inputs: string[], outputs: number | boolean[], attrs: Record<string, AttrValue> = {}, opts: { domain?: string; name?: string } = {}): string[] {
     const base = opts.name ?? type.toLowerCase();
-    const outs = Array.from({ length: outputs }, (_, i) => this.fresh(outputs === 1 ? base : `${base}_${i}`));
+    const want = typeof outputs === 'number' ? Array<boolean>(outputs).fill(true) : outputs;
+    const outs = want.map((w, i) => (w ? this.fresh(want.length === 1 ? base : `${base}_${i}`) : ''));
     if (opts.domain === MS_DOMAIN) this.usesMs = true;
     this.nodes.push({
       opType: type,
@@ -214,6 +218,27 @@ export class OnnxGraph {
   }
   reduceMean(x: string, axes: number[], keepdims = false, name?: string): string {
     return this.op('ReduceMean', [x], { axes, keepdims: keepdims ? 1 : 0 }, { name });
+  }
+
+  /**
+   * Drops the nodes no graph output depends on and the weights only they read (overridable
+   * weights stay: they are inputs the runner feeds). onnxruntime runs dead nodes too, so a
+   * graph asked for an early layer's output would otherwise compute the whole model. Nodes are
+   * appended after their inputs exist, so one backward pass finds everything needed.
+   */
+  prune(): void {
+    const needed = new Set(this.outputs.map((o) => o.name!));
+    const keep: OnnxNs.INodeProto[] = [];
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const n = this.nodes[i];
+      if (!n.output?.some((o) => o && needed.has(o))) continue;
+      keep.push(n);
+      for (const x of n.input ?? []) if (x) needed.add(x);
+    }
+    this.nodes.splice(0, this.nodes.length, ...keep.reverse());
+    for (const [name, t] of this.initializers) if (!t.overridable && !needed.has(name)) this.initializers.delete(name);
+    const ints = this.intInits.filter((t) => needed.has(t.name!));
+    this.intInits.splice(0, this.intInits.length, ...ints);
   }
 
   /** Total bytes of float initializers. */
@@ -305,10 +330,11 @@ export class OnnxGraph {
 
   /**
    * Writes `model.onnx` with its float weights in `weights.bin` beside it (ONNX external
-   * data, 4 KiB-aligned), for models over protobuf's 2 GiB limit. Returns the model path.
+   * data, 4 KiB-aligned; other file names with `names`), for models over protobuf's 2 GiB
+   * limit. Returns the model path.
    */
-  async writeExternal(dir: string): Promise<string> {
-    const dataName = 'weights.bin';
+  async writeExternal(dir: string, names: { model?: string; data?: string } = {}): Promise<string> {
+    const dataName = names.data ?? 'weights.bin';
     const model = this.toModel();
     const inits = model.graph!.initializer!;
     const fd = openSync(join(dir, dataName), 'w');
@@ -336,7 +362,7 @@ export class OnnxGraph {
     } finally {
       closeSync(fd);
     }
-    const path = join(dir, 'model.onnx');
+    const path = join(dir, names.model ?? 'model.onnx');
     writeFileSync(path, this.encodeModel(model));
     return path;
   }

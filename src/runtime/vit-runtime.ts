@@ -71,6 +71,8 @@ export class VitRuntime {
     readonly flopsPerImage: number,
     readonly tensors: VitTensors,
     readonly device: Device,
+    /** What `run` takes per image: pixels [C, H, W], or (with `startLayer`) the residual [T, d] entering that block. */
+    readonly input: { name: 'pixels' | 'residual'; dims: number[] } = { name: 'pixels', dims: [spec.channels, ...layout.imageSize] },
   ) {}
 
   static async create(spec: VitSpec, opts: VitRuntimeOptions): Promise<VitRuntime> {
@@ -124,6 +126,7 @@ export class VitRuntime {
       built.flopsPerImage,
       built.tensors,
       device,
+      built.input,
     );
   }
 
@@ -138,17 +141,18 @@ export class VitRuntime {
   }
 
   /**
-   * Runs `n` images: `pixels` is [n, C, H, W] float32, already normalised. Returns the
+   * Runs `n` images: `pixels` is [n, C, H, W] float32, already normalised (for a graph built
+   * with `startLayer`: the residual stream [n, T, d] entering that block). Returns the
    * requested outputs, stacked over the selected layers.
    */
   async run(pixels: Float32Array, n: number, opts: RunOptions = {}): Promise<RunResult> {
     if (!this.session) throw new Error('VitRuntime: run after close');
-    const [h, w] = this.layout.imageSize;
-    const C = this.spec.channels;
-    if (!Number.isInteger(n) || n < 1 || pixels.length !== n * C * h * w) {
-      throw new UserError(`pixels: expected ${n} x ${C} x ${h} x ${w} = ${n * C * h * w} values, got ${pixels.length}`);
+    const { name, dims } = this.input;
+    const per = dims.reduce((a, b) => a * b, 1);
+    if (!Number.isInteger(n) || n < 1 || pixels.length !== n * per) {
+      throw new UserError(`${name}: expected ${[n, ...dims].join(' x ')} = ${n * per} values, got ${pixels.length}`);
     }
-    const feeds: Record<string, OrtTensor> = { pixels: new ort.Tensor('float32', pixels, [n, C, h, w]) };
+    const feeds: Record<string, OrtTensor> = { [name]: new ort.Tensor('float32', pixels, [n, ...dims]) };
     for (const [key, data] of Object.entries(opts.weights ?? {})) {
       const p = this.params.get(key);
       if (!p || !this.defaults.has(p.init)) {

@@ -1,44 +1,46 @@
 /**
- * The JSON API of `qkscope serve` (documented in docs/API.md). Every handler validates its
- * inputs and throws HttpError for what the client got wrong; the router turns those into
- * `{ error, status }` replies.
+ * The JSON API of `qkscope serve` (docs/API.md; payload types in src/api-types.ts). Handlers
+ * validate their inputs and throw HttpError for what the client got wrong; every number comes
+ * from the functions the CLI uses (store readers, jobs, analysis), never from a copy here.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createHash } from 'node:crypto';
-import { existsSync, statSync, readFileSync } from 'node:fs';
-import { basename, extname, join } from 'node:path';
-import { decodeImage } from '../images/decode.js';
+import { realpathSync, statSync } from 'node:fs';
 import { UserError } from '../errors.js';
-import { HttpError, readBody, sendBytes, sendJson } from './http.js';
-import {
-  ImageStore,
-  ModelPool,
-  anisotropy,
-  centreVectors,
-  decodeUpload,
-  decompose,
-  imageModeContributions,
-  modeMaps,
-  resolveModelInput,
-  type HeadBasis,
-  type ModelSession,
-  type StoredImage,
-} from './live.js';
-import { RunStore, headVectors, modelCurves, salienceVector, type RunInfo } from './runs.js';
-import type { ImageLocator } from './scan-db.js';
-import { ImageReader } from '../images/sources.js';
-import { decodeImageBytes } from '../images/decode.js';
+import type * as A from '../api-types.js';
+import { layerCurve } from '../analysis/compare.js';
+import { decompositionOf, imageModesOf } from '../analysis/decomposition.js';
+import { headDetail as headPayload, modeDetail as modePayload, modelRun, runBrief, type ExplorerRun } from '../store/explorer.js';
+import { patchMaps } from '../analysis/mode-maps.js';
+import type { HeadModes } from '../analysis/types.js';
 import { expandImagePaths } from '../images/sources.js';
+import { ListingSource } from '../images/source.js';
+import { readStoredBaseline } from '../store/svd-run.js';
+import type { TopkImageLocator } from '../store/scan-run.js';
+import { ANISOTROPY_DEFINITION, anisotropyBaseline } from '../jobs/anisotropy.js';
+import { CONTRIBUTION_DEFINITION, contributionsOf } from '../jobs/contributions.js';
+import { HttpError, etagOf, mimeOf, readBody, sendBytes, sendFile, sendJson } from './http.js';
+import { ImageRegistry, ReadableRoots, asHttp, diskIdOf, keyOf, labelOf, type ServerImage } from './images.js';
+import { Lru, memo } from './lru.js';
+import { ModelPool, resolveModelInput, type Forward, type ModelSession, type RunSettings } from './models.js';
+import { RunStore, headVectors, modalityOf, salienceVector, type RunInfo } from './runs.js';
 
-export interface ApiOptions {
+export interface ApiOptions extends RunSettings {
   runsDir: string;
   /** Upload limit in bytes. */
   maxUploadBytes: number;
-  /** Optional folder of images offered in the Image view's picker (and for anisotropy). */
-  imagesDir?: string;
+  /** Folders of images offered in the Image view's picker (also readable, and used for the anisotropy fallback). */
+  imagesDirs?: string[];
+  /** More folders the server may read images from (scans of images outside RUNS_DIR). */
+  allowImages?: string[];
+  /** Read every image a scan recorded, wherever it is. */
+  allowScanImages?: boolean;
   offline?: boolean;
-  /** Images used for the live anisotropy estimate (default 64). */
+  /** Images used for a live anisotropy estimate when the run stores none (default 64). */
   anisotropyImages?: number;
+  /** Uploads received at once (more: 503 at once). */
+  maxConcurrentUploads?: number;
+  /** Milliseconds an upload's body may take (408 after). */
+  uploadTimeoutMs?: number;
 }
 
 type Handler = (ctx: Ctx) => Promise<void> | void;
@@ -57,28 +59,33 @@ interface Route {
 }
 
 const ENDPOINTS_DOC = 'docs/API.md';
+const MAPS_DEFINITION = 'Q(t) = sign·x_t·u_n, K(t) = sign·x_t·v_n over the patch tokens (raster order), x = LN(h) feeding the block; S = max Q × max K';
+/** Thumbnails of the Mode view's cards: the card's size at 2× pixel density. */
+const THUMB_SIDE = 336;
 
 export class Api {
   readonly runs: RunStore;
-  readonly images = new ImageStore();
+  readonly images: ImageRegistry;
   readonly models: ModelPool;
   private routes: Route[] = [];
-  private anisotropyCache = new Map<string, Promise<unknown>>();
-  private reader = new ImageReader();
+  private anisotropyCache = new Lru<string, Promise<A.Anisotropy>>(64);
+  private modeMapsCache = new Lru<string, Promise<A.ModeMaps>>(128);
+  private imagesDirs: string[];
+  private uploading = 0;
 
   constructor(readonly opts: ApiOptions) {
     this.runs = new RunStore(opts.runsDir);
-    this.models = new ModelPool({ offline: opts.offline });
-    if (opts.imagesDir && !(existsSync(opts.imagesDir) && statSync(opts.imagesDir).isDirectory())) {
-      throw new UserError(`--images ${opts.imagesDir}: not a folder`);
-    }
+    this.imagesDirs = (opts.imagesDirs ?? []).map((d) => checkFolder(d, '--images'));
+    const roots = [this.runs.root, ...this.imagesDirs, ...(opts.allowImages ?? []).map((d) => checkFolder(d, '--allow-images'))];
+    this.images = new ImageRegistry(new ReadableRoots(roots, !!opts.allowScanImages), { storeBytes: 256 << 20, maxPixels: opts.maxPixels });
+    this.models = new ModelPool({ ...opts });
     this.defineRoutes();
   }
 
   async close(): Promise<void> {
-    this.reader.close();
     this.runs.close();
     await this.models.close();
+    this.images.close();
   }
 
   /** Handles /api/...; returns false when the path is not an API path. */
@@ -109,7 +116,11 @@ export class Api {
         methodMismatch = true;
         continue;
       }
-      await r.handler({ req, res, params, query: url.searchParams });
+      try {
+        await r.handler({ req, res, params, query: url.searchParams });
+      } catch (e) {
+        throw asHttp(e);
+      }
       return true;
     }
     if (methodMismatch) throw new HttpError(405, `${req.method} is not allowed here`);
@@ -123,103 +134,94 @@ export class Api {
   // -------------------------------------------------------------------------------------------
 
   private defineRoutes(): void {
-    this.route('GET', '', 'this list', ({ res }) =>
-      sendJson(res, 200, {
+    this.route('GET', '', 'this list', ({ res }) => {
+      const body: A.ApiIndex = {
         name: 'qkscope serve API',
         docs: ENDPOINTS_DOC,
         index_base: 0,
         endpoints: this.routes.map((r) => ({ method: r.method, path: '/api/' + r.pattern.join('/'), doc: r.doc })),
-      }),
-    );
+      };
+      sendJson(res, 200, body);
+    });
 
     this.route('GET', 'runs', 'svd runs under RUNS_DIR', ({ res }) => {
-      sendJson(res, 200, { runs: this.runs.list().map(runBrief) });
+      const body: A.RunList = { runs_dir: this.opts.runsDir, runs: this.runs.list().map((r) => runBrief(this.explorer(r))) };
+      sendJson(res, 200, body);
     });
 
     this.route('GET', 'models', 'per run: layer-mean cosine against depth with the 95% chance band (Models view)', ({ res }) => {
-      const runs = this.runs.list();
-      sendJson(res, 200, {
-        runs: runs.map((r) => {
-          const c = modelCurves(r);
-          return {
-            ...runBrief(r),
-            depth: c.weighted.depth,
-            weighted: { value: c.weighted.value, band95: c.weighted.band95 },
-            plain: { value: c.plain.value, band95: c.plain.band95 },
-            heads: r.summary.layers.map((l) => l.heads.map((h) => ({ weighted: h.weighted_cosine, plain: h.mean_cosine }))),
-          };
-        }),
-      });
+      const body: A.ModelList = {
+        runs_dir: this.opts.runsDir,
+        runs: this.runs.list().map((r) => modelRun(this.explorer(r))),
+      };
+      sendJson(res, 200, body);
     });
 
     this.route('GET', 'runs/:run', "a run's summary.json, plus its id and whether it has a scan", ({ res, params }) => {
       const r = this.runs.get(params[0]);
-      sendJson(res, 200, { id: r.id, has_scan: !!r.scanPath, summary: r.summary });
+      const body: A.RunDetail = { id: r.id, has_scan: !!r.scanPath, summary: r.summary as unknown as Record<string, unknown> };
+      sendJson(res, 200, body);
     });
 
-    this.route('GET', 'runs/:run/files/:name', 'a file of the run directory (only the files summary.json lists)', ({ res, params }) => {
+    this.route('GET', 'runs/:run/files/:name', 'a file of the run directory (only the files summary.json lists, and only inside RUNS_DIR)', ({ req, res, params }) => {
       const r = this.runs.get(params[0]);
       const name = params[1];
       if (name.includes('/') || name.includes('\\') || name === '..' || name === '.' || name.includes('\0')) {
         throw new HttpError(403, `${JSON.stringify(name)}: paths outside the run directory are refused`);
       }
-      const allowed = new Set<string>();
+      const allowed = new Set<string>(['summary.json']);
       for (const k of Object.keys(r.summary.files ?? {})) {
         const m = /^(.*)\.([a-z0-9]+)\/\.([a-z0-9]+)$/i.exec(k); // 'heatmap.svg/.png'
         if (m) allowed.add(`${m[1]}.${m[2]}`).add(`${m[1]}.${m[3]}`);
         else allowed.add(k);
       }
-      allowed.add('summary.json');
-      const p = join(r.dir, name);
-      if (!allowed.has(name) || !existsSync(p)) throw new HttpError(404, `run ${r.id}: no file ${JSON.stringify(name)}`);
-      const types: Record<string, string> = { '.json': 'application/json', '.csv': 'text/csv; charset=utf-8', '.svg': 'image/svg+xml', '.png': 'image/png', '.npy': 'application/octet-stream' };
-      sendBytes(res, types[extname(name)] ?? 'application/octet-stream', readFileSync(p));
+      if (!allowed.has(name)) throw new HttpError(404, `run ${r.id}: no file ${JSON.stringify(name)}`);
+      // Opened by its real path: a link out of RUNS_DIR is refused like a missing file.
+      const p = this.runs.file(r.dir, name);
+      if (!p) throw new HttpError(404, `run ${r.id}: no file ${JSON.stringify(name)} inside RUNS_DIR`);
+      const st = statSync(p);
+      if (!st.isFile()) throw new HttpError(404, `run ${r.id}: ${JSON.stringify(name)} is not a file`);
+      sendFile(res, p, st.size, mimeOf(name), 'no-cache', req.method ?? 'GET');
     });
 
     this.route('GET', 'runs/:run/heads/:layer/:head', 'one head: σ spectrum, per-mode cosines and chance bands, key salience', ({ res, params }) => {
       const r = this.runs.get(params[0]);
       const { l, h } = this.lh(r, params[1], params[2]);
       sendJson(res, 200, this.headDetail(r, l, h));
+      // The Mode view of this head comes next: build the runtime that stops at this block now.
+      if (r.scanPath && modalityOf(r.summary) === 'vision') void this.model(r).then((m) => m.warm(l)).catch(() => undefined);
     });
 
-    this.route('GET', 'runs/:run/anisotropy', 'per layer: mean cosine between centre-patch embeddings of different images', async ({ res, params }) => {
+    this.route('GET', 'runs/:run/anisotropy', "per layer: the run's anisotropy baseline (anisotropy.json, else the scan's, else computed live) and the relative curves", async ({ res, params }) => {
       const r = this.runs.get(params[0]);
-      sendJson(res, 200, await this.anisotropyOf(r));
+      sendJson(res, 200, await memo(this.anisotropyCache, `${r.id}|${r.mtime}`, () => this.anisotropyOf(r)));
     });
 
     this.route('GET', 'runs/:run/modes/:layer/:head/:mode', 'one mode: σ, cosine, gap, and its top images for both signs (from run.db)', ({ res, params }) => {
       const r = this.runs.get(params[0]);
       const { l, h } = this.lh(r, params[1], params[2]);
       const n = intParam(params[3], 'mode', r.summary.dims.head_dim);
-      const hs = r.summary.layers[l].heads[h];
-      const db = this.runs.scan(r);
-      const top = db ? db.top(l, h, n) : [];
-      const meta = db?.meta() ?? null;
-      sendJson(res, 200, {
-        run: r.id,
-        layer: l,
-        head: h,
-        mode: n,
-        sigma: hs.sigma[n],
-        sigma_scaled: hs.sigma[n] / Math.sqrt(r.summary.dims.head_dim),
-        cosine: hs.cosine[n],
-        rel_gap: hs.rel_gap[n],
-        chance: { mode95: r.summary.chance.mode95, mode99: r.summary.chance.mode99 },
-        has_scan: !!db,
-        scan: meta
-          ? {
-              embedding: meta.embedding ?? null,
-              top_k: meta.top_k ?? null,
-              image_count: meta.image_count ?? null,
-              status: meta.status ?? null,
-              layers: meta.layers ?? null,
-            }
-          : null,
-        top: top.map((t) => ({ sign: t.sign, rank: t.rank, label: labelOf(t.locator), score: t.score, qmax: t.qmax, kmax: t.kmax, q_token: t.q_token, k_token: t.k_token })),
-      });
+      sendJson(res, 200, this.modeDetail(r, l, h, n));
     });
 
-    this.route('GET', 'runs/:run/modes/:layer/:head/:mode/top/:sign/:rank', 'a top image of a mode: its image id and query/key maps (live)', async ({ res, params }) => {
+    this.route('GET', 'runs/:run/modes/:layer/:head/:mode/maps', 'every top image of a mode (both signs) with its query/key maps and a small crop, in one batched pass (Mode view; ?thumb=PX)', async ({ req, res, params, query }) => {
+      const r = this.runs.get(params[0]);
+      const { l, h } = this.lh(r, params[1], params[2]);
+      const n = intParam(params[3], 'mode', r.summary.dims.head_dim);
+      const db = this.runs.scan(r);
+      if (!db) throw new HttpError(404, `run ${r.id} has no scan database (run.db)`);
+      const side = query.has('thumb') ? Math.max(64, Math.min(512, intParam(query.get('thumb'), 'thumb', 513))) : THUMB_SIDE;
+      const version = `${r.id}|${r.mtime}|${statSync(db.path).mtimeMs}|${l}|${h}|${n}|${side}`;
+      const etag = etagOf('mode-maps', version);
+      let fresh = false;
+      const body = await memo(this.modeMapsCache, version, () => {
+        fresh = true;
+        return this.modeMaps(r, l, h, n, side);
+      });
+      sendJson(res, 200, fresh ? body : { ...body, compute_ms: 0 }, { req, etag, cache: 'private, no-cache' });
+    });
+
+    this.route('GET', 'runs/:run/modes/:layer/:head/:mode/top/:sign/:rank', 'one top image of a mode: its image id and query/key maps', async ({ res, params }) => {
       const r = this.runs.get(params[0]);
       const { l, h } = this.lh(r, params[1], params[2]);
       const n = intParam(params[3], 'mode', r.summary.dims.head_dim);
@@ -229,75 +231,93 @@ export class Api {
       if (!db) throw new HttpError(404, `run ${r.id} has no scan database (run.db)`);
       const t = db.top(l, h, n).find((x) => x.sign === sign && x.rank === rank);
       if (!t) throw new HttpError(404, `run ${r.id}: no top image L${l} H${h} M${n} sign ${sign > 0 ? '+' : '−'} rank ${params[5]}`);
-      const img = await this.imageFrom(t.locator);
-      const m = await this.model(r);
-      const maps = await this.maps(r, m, img, l, h, n, sign);
-      sendJson(res, 200, { image: { id: img.id, label: img.label }, scan: { score: t.score, qmax: t.qmax, kmax: t.kmax, q_token: t.q_token, k_token: t.k_token }, ...maps });
+      const img = this.images.onDisk(t.locator, true);
+      const maps = await this.imageMaps(r, img, l, h, n, sign);
+      const body: A.TopMaps = { ...maps, image: { id: img.id, label: img.label }, scan: { score: t.score, qmax: t.qmax, kmax: t.kmax, q_token: t.q_token, k_token: t.k_token } };
+      sendJson(res, 200, body);
     });
 
     this.route('POST', 'images', 'upload an image (raw bytes as the body); returns its id', async ({ req, res }) => {
-      const bytes = await readBody(req, this.opts.maxUploadBytes);
-      const rgb = await decodeUpload(bytes);
-      const id = 'u' + createHash('sha256').update(bytes).digest('hex').slice(0, 20);
-      const name = String(req.headers['x-filename'] ?? '').replace(/[^\w .()\-]/g, '').slice(0, 80);
-      const img = this.images.put({ id, label: name || 'upload', rgb });
-      sendJson(res, 201, { id: img.id, label: img.label, width: rgb.width, height: rgb.height });
+      const cap = this.opts.maxConcurrentUploads ?? 8;
+      if (this.uploading >= cap) {
+        // Refuse at once (and drop the connection) rather than hold a socket per waiting upload.
+        res.shouldKeepAlive = false;
+        throw new HttpError(503, `busy: ${cap} uploads are being received; try again in a moment`);
+      }
+      this.uploading++;
+      let bytes: Buffer;
+      try {
+        bytes = await readBody(req, { maxBytes: this.opts.maxUploadBytes, timeoutMs: this.opts.uploadTimeoutMs ?? 30_000 });
+      } catch (e) {
+        res.shouldKeepAlive = false; // the rest of the body is not read
+        throw e;
+      } finally {
+        this.uploading--;
+      }
+      const img = await this.images.upload(bytes, String(req.headers['x-filename'] ?? ''));
+      const body: A.UploadResult = { id: img.id, label: img.label, width: img.width, height: img.height };
+      sendJson(res, 201, body);
     });
 
-    this.route('GET', 'gallery', 'images to pick from (--images folder, and the run’s scan images with ?run=)', ({ res, query }) => {
-      sendJson(res, 200, { images: this.gallery(query.get('run')).map(({ key, label, source }) => ({ key, label, source })) });
+    this.route('GET', 'gallery', 'images to pick from (--images folders, and the run’s scan images with ?run=)', ({ res, query }) => {
+      const g = this.gallery(query.get('run'));
+      const body: A.Gallery = { images: g.images.map(({ key, label, source }) => ({ key, label, source })), refused: g.refused, refused_hint: g.refused ? ReadableRoots.HINT : null };
+      sendJson(res, 200, body);
     });
 
     this.route('POST', 'gallery/:key', 'load a gallery image; returns its id', async ({ res, params, query }) => {
-      const entry = this.gallery(query.get('run')).find((g) => g.key === params[0]);
+      const entry = this.gallery(query.get('run')).images.find((g) => g.key === params[0]);
       if (!entry) throw new HttpError(404, `no gallery image ${JSON.stringify(params[0])}`);
-      const img = await this.imageFrom(entry.locator);
-      sendJson(res, 200, { id: img.id, label: img.label, width: img.rgb.width, height: img.rgb.height });
+      const img = this.images.onDisk(entry.locator, entry.source === 'scan');
+      const runId = query.get('run');
+      if (!runId) throw new HttpError(400, 'missing run: POST /api/gallery/KEY?run=RUN (the image is read through that run’s model)');
+      // Decoded now, so an unreadable file is reported here (and its crop is cached).
+      await (await this.model(this.runs.get(runId))).crop(img);
+      const body: A.UploadResult = { id: img.id, label: img.label, width: img.width ?? 0, height: img.height ?? 0 };
+      sendJson(res, 200, body);
     });
 
-    this.route('GET', 'runs/:run/images/:image/input.png', 'the image as the run’s model sees it (resized and cropped), PNG', async ({ res, params }) => {
+    this.route('GET', 'runs/:run/images/:image/input.png', 'the image as the run’s model sees it (resized and cropped), PNG', async ({ req, res, params }) => {
       const r = this.runs.get(params[0]);
-      const img = this.images.get(params[1]);
+      const img = this.image(r, params[1]);
       const m = await this.model(r);
-      sendBytes(res, 'image/png', await m.cropPng(img));
+      sendBytes(res, 'image/png', await m.png(img), { req, etag: etagOf('png', r.id, r.mtime, img.id), cache: 'private, no-cache' });
+    });
+
+    this.route('GET', 'runs/:run/images/:image/thumb.jpg', 'the same, as a small JPEG (the Mode view’s cards)', async ({ req, res, params }) => {
+      const r = this.runs.get(params[0]);
+      const img = this.image(r, params[1]);
+      const m = await this.model(r);
+      sendBytes(res, 'image/jpeg', await m.thumbnail(img, THUMB_SIDE), { req, etag: etagOf('jpg', r.id, r.mtime, img.id), cache: img.upload ? 'private, max-age=86400' : 'private, no-cache' });
     });
 
     this.route('GET', 'runs/:run/images/:image/maps', 'query and key maps of one mode on an image (?layer&head&mode&sign)', async ({ res, params, query }) => {
       const r = this.runs.get(params[0]);
-      const img = this.images.get(params[1]);
+      const img = this.image(r, params[1]);
       const { l, h } = this.lh(r, query.get('layer'), query.get('head'));
       const n = intParam(query.get('mode'), 'mode', r.summary.dims.head_dim);
       const sign = query.has('sign') ? signParam(query.get('sign')!) : 1;
-      const m = await this.model(r);
-      sendJson(res, 200, await this.maps(r, m, img, l, h, n, sign));
+      sendJson(res, 200, await this.imageMaps(r, img, l, h, n, sign));
     });
 
-    this.route('GET', 'runs/:run/images/:image/modes', 'every mode’s contribution to the attention score on this image (?layer&head)', async ({ res, params, query }) => {
+    this.route('GET', 'runs/:run/images/:image/modes', 'every mode’s contribution to the attention scores on this image (?layer&head), as `qkscope contributions`', async ({ res, params, query }) => {
       const r = this.runs.get(params[0]);
-      const img = this.images.get(params[1]);
+      const img = this.image(r, params[1]);
       const { l, h } = this.lh(r, query.get('layer'), query.get('head'));
-      const m = await this.model(r);
-      const f = await m.forward(img);
-      const basis = this.basis(r, l, h);
-      const modes = imageModeContributions(f, l, h, m.spec.heads, m.spec.width, basis);
-      sendJson(res, 200, {
-        layer: l,
-        head: h,
-        definition: 'contribution of mode n = Σ_{i,j} A_ij σ_n Q_n(i) K_n(j) / sqrt(d_h), over all token pairs (A: the model’s attention)',
-        modes,
-      });
+      const { result } = await this.contributions(r, img, l, h, null);
+      const body: A.ImageModes = imageModesOf(l, h, result, CONTRIBUTION_DEFINITION);
+      sendJson(res, 200, body);
     });
 
     this.route('GET', 'runs/:run/images/:image/decomposition', 'attention row of one query patch and its logit decomposition (?layer&head&patch&top)', async ({ res, params, query }) => {
       const r = this.runs.get(params[0]);
-      const img = this.images.get(params[1]);
+      const img = this.image(r, params[1]);
       const { l, h } = this.lh(r, query.get('layer'), query.get('head'));
       const m = await this.model(r);
       const f = await m.forward(img);
       const patch = intParam(query.get('patch'), 'patch', f.layout.patches);
       const top = query.has('top') ? intParam(query.get('top'), 'top', r.summary.dims.head_dim + 1) : 6;
-      const w = await m.qkWeights(l);
-      sendJson(res, 200, decompose(f, m.spec, l, h, patch, this.basis(r, l, h), w, top));
+      sendJson(res, 200, await this.decomposition(r, m, f, img, l, h, patch, top));
     });
   }
 
@@ -307,66 +327,34 @@ export class Api {
     return { l: intParam(ls, 'layer', r.summary.dims.layers), h: intParam(hs, 'head', r.summary.dims.heads) };
   }
 
-  private headDetail(r: RunInfo, l: number, h: number) {
-    const s = r.summary;
-    const hs = s.layers[l].heads[h];
-    const dh = s.dims.head_dim;
-    let salAlongV: number[] | null = null;
-    try {
-      const sal = salienceVector(this.runs.array(r, 'key_salience.npy'), l, h);
-      const V = headVectors(this.runs.array(r, 'V.npy'), l, h);
-      salAlongV = V.map((v) => v.reduce((a, x, i) => a + x * sal[i], 0));
-    } catch {
-      salAlongV = null;
+  /** An image by id; the `f…` ids of gallery and scan images are found again after a restart. */
+  private image(r: RunInfo, id: string): ServerImage {
+    const hit = this.images.find(id);
+    if (hit) return hit;
+    if (/^f[0-9a-f]{20}$/.test(id)) {
+      const g = this.gallery(r.id).images.find((x) => diskIdOf(x.locator) === id);
+      if (g) return this.images.onDisk(g.locator, g.source === 'scan');
     }
-    const db = this.runs.scan(r);
-    let withImages: Set<string> | null = null;
-    try {
-      withImages = db ? db.modesWithImages() : null;
-    } catch {
-      withImages = null;
-    }
-    return {
-      run: r.id,
-      model: r.summary.model.id,
-      layer: l,
-      head: h,
-      depth: s.layers[l].depth,
-      dims: s.dims,
-      weighted_cosine: hs.weighted_cosine,
-      mean_cosine: hs.mean_cosine,
-      weighted_band95: hs.weighted_band95,
-      weighted_band99: hs.weighted_band99,
-      chance: { mode95: s.chance.mode95, mode99: s.chance.mode99 },
-      sigma_scale: s.sigma_scale,
-      salience_norm: hs.salience_norm,
-      salience_along_v: salAlongV,
-      salience_note: 'key salience s = W_kᵀ b_q adds (s·x_j)/sqrt(d_h) to every query’s logit for key j; salience_along_v[n] = s·v_n',
-      has_scan: !!db,
-      modes: hs.sigma.map((sg, n) => ({
-        mode: n,
-        sigma: sg,
-        sigma_scaled: sg / Math.sqrt(dh),
-        cosine: hs.cosine[n],
-        rel_gap: hs.rel_gap[n],
-        has_images: withImages ? withImages.has(`${l}/${h}/${n}`) : false,
-      })),
-    };
+    return this.images.get(id);
   }
 
-  private basis(r: RunInfo, l: number, h: number): HeadBasis {
-    const hs = r.summary.layers[l].heads[h];
-    return {
-      sigma: hs.sigma,
-      cosine: hs.cosine,
-      U: headVectors(this.runs.array(r, 'U.npy'), l, h),
-      V: headVectors(this.runs.array(r, 'V.npy'), l, h),
-      salience: salienceVector(this.runs.array(r, 'key_salience.npy'), l, h),
-    };
+  /** A run as the payload builders (store/explorer.ts, shared with the static export) read it. */
+  private explorer(r: RunInfo): ExplorerRun {
+    return { id: r.id, dir: r.dir, summary: r.summary, scan: this.runs.scan(r), array: (f) => this.runs.array(r, f) };
   }
 
+  private headDetail(r: RunInfo, l: number, h: number): A.HeadDetail {
+    return headPayload(this.explorer(r), l, h);
+  }
+
+  private modeDetail(r: RunInfo, l: number, h: number, n: number): A.ModeDetail {
+    return modePayload(this.explorer(r), l, h, n);
+  }
+
+  /** The run's model, checked against the run's dimensions. */
   private async model(r: RunInfo): Promise<ModelSession> {
-    const input = resolveModelInput(r.summary.model.input, r.dir, this.runs.root);
+    if (modalityOf(r.summary) !== 'vision') throw new HttpError(422, `run ${r.id}: ${r.summary.model.id} is not a vision model; the image views need a ViT (this run has the weight views only)`);
+    const input = resolveModelInput(r.summary.model.input ?? r.summary.model.id, r.dir, this.runs.root);
     const hash = r.summary.model.id.lastIndexOf('#');
     const part = hash > 0 ? r.summary.model.id.slice(hash + 1) : undefined;
     const m = await this.models.get(input, { part, numHeads: r.summary.dims.heads, runId: r.id });
@@ -377,62 +365,147 @@ export class Api {
     return m;
   }
 
-  private async maps(r: RunInfo, m: ModelSession, img: StoredImage, l: number, h: number, n: number, sign: 1 | -1) {
-    const f = await m.forward(img);
-    const U = headVectors(this.runs.array(r, 'U.npy'), l, h);
-    const V = headVectors(this.runs.array(r, 'V.npy'), l, h);
-    const { q, k } = modeMaps(f, m.spec.width, l, U[n], V[n], sign);
-    const hs = r.summary.layers[l].heads[h];
-    const qmax = Math.max(...q);
-    const kmax = Math.max(...k);
+  /** Head (l, h)'s modes from the model's weights, checked against the run's σ (same model, same modes). */
+  private async headModes(r: RunInfo, m: ModelSession, l: number, h: number): Promise<HeadModes> {
+    const modes = await m.headModes(l, h);
+    const run = r.summary.layers[l].heads[h].sigma;
+    const tol = 1e-4 * Math.max(1e-12, Math.abs(run[0]));
+    if (run.length !== modes.sigma.length || run.some((s, n) => Math.abs(s - modes.sigma[n]) > tol)) {
+      throw new HttpError(409, `run ${r.id}: the model at ${r.summary.model.input} is not the one the run analysed (σ of layer ${l} head ${h} differ); re-run qkscope svd on it`);
+    }
+    return modes;
+  }
+
+  private async imageMaps(r: RunInfo, img: ServerImage, l: number, h: number, n: number, sign: 1 | -1): Promise<A.Maps> {
+    const m = await this.model(r);
+    const modes = await this.headModes(r, m, l, h);
+    const { layout, out } = await m.embed([img], l);
+    const e = out.get(img.id)!;
+    if (e instanceof HttpError) throw e;
+    const mp = patchMaps(e.x, 0, layout, m.spec.width, modes.U, modes.V, n, sign);
     return {
       layer: l,
       head: h,
       mode: n,
       sign,
-      sigma: hs.sigma[n],
-      cosine: hs.cosine[n],
-      grid: f.layout.grid,
-      image_size: f.layout.imageSize,
-      patch_size: f.layout.patchSize,
-      q,
-      k,
-      qmax,
-      kmax,
-      score: qmax * kmax,
-      definition: 'Q(t) = sign·x_t·u_n, K(t) = sign·x_t·v_n over patch tokens (raster order), x = LN(h) of the block',
+      sigma: modes.sigma[n],
+      cosine: modes.cosine[n],
+      grid: layout.grid,
+      image_size: layout.imageSize,
+      patch_size: layout.patchSize,
+      q: Array.from(mp.q),
+      k: Array.from(mp.k),
+      qmax: mp.qmax,
+      kmax: mp.kmax,
+      score: mp.score,
+      normalization: 'percentile',
+      definition: MAPS_DEFINITION,
     };
   }
 
-  /** Decodes an image named by the scan or the --images folder (cached by its locator). */
-  private async imageFrom(loc: ImageLocator): Promise<StoredImage> {
-    const id = 'f' + createHash('sha256').update(`${loc.kind}\0${loc.container}\0${loc.member ?? ''}\0${loc.path}`).digest('hex').slice(0, 20);
-    if (this.images.has(id)) return this.images.get(id);
-    const label = labelOf(loc);
-    let rgb;
-    try {
-      if (loc.kind === 'file') rgb = await decodeImage(loc.path);
-      else rgb = await decodeImageBytes((await this.reader.read({ kind: loc.kind, container: loc.container, member: loc.member })).bytes);
-    } catch (e) {
-      const msg = (e as Error).message.replace(loc.path + ': ', '').replace(loc.container + ': ', '');
-      throw new HttpError(422, `${label}: cannot read the image (${msg})`);
-    }
-    return this.images.put({ id, label, rgb });
+  /** The Mode view: every top image of a mode, both signs, through one batched pass at block l. */
+  private async modeMaps(r: RunInfo, l: number, h: number, n: number, side: number): Promise<A.ModeMaps> {
+    const t0 = Date.now();
+    const top = this.runs.scan(r)!.top(l, h, n);
+    const m = await this.model(r);
+    const modes = await this.headModes(r, m, l, h);
+    let refused = 0;
+    const rows = top.map((t) => {
+      try {
+        return { t, img: this.images.onDisk(t.locator, true), error: null };
+      } catch (e) {
+        if (e instanceof HttpError && e.status === 403) refused++;
+        return { t, img: null, error: e instanceof HttpError ? e : new HttpError(500, String(e)) };
+      }
+    });
+    const { layout, out } = await m.embed(rows.flatMap((x) => (x.img ? [x.img] : [])), l);
+    const round = (a: Float64Array) => Array.from(a, (v) => Number(v.toPrecision(6)));
+    const images: A.TopImageMaps[] = await Promise.all(
+      rows.map(async ({ t, img, error }): Promise<A.TopImageMaps> => {
+        const base = { sign: t.sign, rank: t.rank, label: labelOf(t.locator), scan: { score: t.score, qmax: t.qmax, kmax: t.kmax } };
+        const e = img ? out.get(img.id) : error;
+        if (!img || !e || e instanceof HttpError) {
+          const err = e instanceof HttpError ? e : new HttpError(500, 'not computed');
+          return { ...base, id: img?.id ?? null, thumb: null, maps: null, error: { status: err.status, message: err.message } };
+        }
+        const mp = patchMaps(e.x, 0, layout, m.spec.width, modes.U, modes.V, n, t.sign);
+        // The crop inline: one reply draws the whole view (no request per card).
+        const thumb = `data:image/jpeg;base64,${(await m.thumbnail(img, side)).toString('base64')}`;
+        return { ...base, id: img.id, thumb, maps: { q: round(mp.q), k: round(mp.k), qmax: mp.qmax, kmax: mp.kmax, score: mp.score }, error: null };
+      }),
+    );
+    return {
+      run: r.id,
+      layer: l,
+      head: h,
+      mode: n,
+      grid: layout.grid,
+      image_size: layout.imageSize,
+      patch_size: layout.patchSize,
+      normalization: 'percentile',
+      definition: MAPS_DEFINITION,
+      images,
+      refused,
+      refused_hint: refused ? ReadableRoots.HINT : null,
+      compute_ms: Date.now() - t0,
+    };
   }
 
-  private gallery(runId: string | null): { key: string; label: string; locator: ImageLocator; source: string }[] {
-    const out: { key: string; label: string; locator: ImageLocator; source: string }[] = [];
+  /** `qkscope contributions` on one image (all query tokens, or the one given). */
+  private async contributions(r: RunInfo, img: ServerImage, l: number, h: number, queryToken: number | null, known?: { m: ModelSession; f: Forward }) {
+    const m = known?.m ?? (await this.model(r));
+    const modes = await this.headModes(r, m, l, h);
+    const f = known?.f ?? (await m.forward(img));
+    const T = f.layout.tokens;
+    const per = T * T;
+    const H = m.spec.heads;
+    const at = (a: Float32Array) => a.subarray((l * H + h) * per, (l * H + h + 1) * per);
+    const rows = queryToken === null ? Array.from({ length: T }, (_, i) => i) : [queryToken];
+    const { result, relPos } = await contributionsOf(
+      m.spec,
+      { layout: f.layout, x: f.ln.subarray(l * T * m.spec.width, (l + 1) * T * m.spec.width), attention: at(f.attention), scores: f.scores ? at(f.scores) : null },
+      { layer: l, head: h, rows, modes },
+    );
+    return { result, relPos, modes, f, m, at };
+  }
+
+  private async decomposition(r: RunInfo, m: ModelSession, f: Forward, img: ServerImage, l: number, h: number, patch: number, topK: number): Promise<A.Decomposition> {
+    const T = f.layout.tokens;
+    const i = f.layout.patchStart + patch;
+    const { result, relPos, modes, at } = await this.contributions(r, img, l, h, i, { m, f });
+    return decompositionOf({
+      layer: l,
+      head: h,
+      result,
+      sigma: modes.sigma,
+      dh: m.spec.headDim,
+      layout: { ...f.layout, special: f.layout.special.map(String) },
+      patch,
+      attention: at(f.attention).subarray(i * T, (i + 1) * T),
+      modelLogits: f.scores ? at(f.scores).subarray(i * T, (i + 1) * T) : null,
+      relPos,
+      top: topK,
+    });
+  }
+
+  private gallery(runId: string | null): { images: { key: string; label: string; locator: TopkImageLocator; source: 'images' | 'scan' }[]; refused: number } {
+    const images: { key: string; label: string; locator: TopkImageLocator; source: 'images' | 'scan' }[] = [];
     const seen = new Set<string>();
-    const add = (loc: ImageLocator, source: string) => {
+    let refused = 0;
+    const add = (loc: TopkImageLocator, source: 'images' | 'scan') => {
       if (seen.has(loc.path)) return;
       seen.add(loc.path);
-      out.push({ key: createHash('sha256').update(loc.path).digest('hex').slice(0, 16), label: labelOf(loc), locator: loc, source });
+      if (source === 'scan' && !this.images.readable.allows(loc, true)) {
+        refused++;
+        return;
+      }
+      images.push({ key: keyOf(loc), label: labelOf(loc), locator: loc, source });
     };
-    if (this.opts.imagesDir) {
+    for (const dir of this.imagesDirs) {
       try {
-        for (const p of expandImagePaths([this.opts.imagesDir])) add({ path: p, kind: 'file', container: p, member: null }, 'images');
+        for (const p of expandImagePaths([dir])) add({ path: p, kind: 'file', container: p, member: null }, 'images');
       } catch {
-        // empty folder: nothing to offer
+        // an empty folder offers nothing
       }
     }
     if (runId) {
@@ -440,14 +513,21 @@ export class Api {
       try {
         for (const loc of this.runs.scan(r)?.images() ?? []) add(loc, 'scan');
       } catch {
-        // bad run.db: the mode view reports it
+        // a bad run.db: the Mode view reports it
       }
     }
-    return out;
+    return { images, refused };
   }
 
-  private anisotropyOf(r: RunInfo): Promise<unknown> {
-    const stored = (() => {
+  /** The run's own baseline (anisotropy.json, else the scan's), else computed live from up to N images. */
+  private async anisotropyOf(r: RunInfo): Promise<A.Anisotropy> {
+    const L = r.summary.dims.layers;
+    const depth = r.summary.layers.map((x) => x.depth);
+    let source: A.AnisotropySource;
+    let values: Map<number, { value: number; images: number | null; interval: [number, number] | null }>;
+    let definition = ANISOTROPY_DEFINITION;
+    const stored = readStoredBaseline(r.dir, r.summary);
+    const fromDb = (() => {
       try {
         return this.runs.scan(r)?.anisotropy() ?? null;
       } catch {
@@ -455,67 +535,61 @@ export class Api {
       }
     })();
     if (stored) {
-      return Promise.resolve({
-        available: true,
-        source: 'scan',
-        layers: r.summary.layers.map((l) => ({ layer: l.layer, depth: l.depth, value: stored.get(l.layer) ?? null })),
-      });
+      source = stored.source;
+      values = stored.layers;
+    } else if (fromDb) {
+      source = 'scan';
+      values = new Map([...fromDb].map(([l, v]) => [l, { value: v.value, images: v.n, interval: null }]));
+    } else {
+      const locs = this.gallery(r.id).images.slice(0, this.opts.anisotropyImages ?? 64);
+      if (locs.length < 2) {
+        return { available: false, reason: `run ${r.id} stores no anisotropy baseline; run \`qkscope anisotropy MODEL IMAGES --run RUN\`, or start serve with --images DIR to estimate one here` };
+      }
+      const m = await this.model(r);
+      const imgs = locs.map((g) => this.images.onDisk(g.locator, g.source === 'scan'));
+      const src = new ListingSource({ entries: imgs.map((i) => i.entry) }, m.pp.pp, m.pp.options, { decode: { maxPixels: this.opts.maxPixels } });
+      try {
+        const b = await m.serial(() => anisotropyBaseline(m.spec, src, { layers: 'all', batch: this.opts.batch, device: this.opts.device, threads: this.opts.threads }));
+        source = 'live';
+        values = new Map(b.values.map((v) => [v.layer, { value: v.value ?? NaN, images: v.n, interval: v.interval }]));
+        definition = ANISOTROPY_DEFINITION;
+      } finally {
+        src.close();
+      }
     }
-    let p = this.anisotropyCache.get(r.id);
-    if (!p) {
-      p = (async () => {
-        const locs = this.gallery(r.id)
-          .map((g) => g.locator)
-          .slice(0, this.opts.anisotropyImages ?? 64);
-        if (locs.length < 2) {
-          return { available: false, reason: 'needs at least two images: start serve with --images DIR, or add a scan (run.db) to the run' };
-        }
-        const m = await this.model(r);
-        const results = [];
-        for (const loc of locs) {
-          let img;
-          try {
-            img = await this.imageFrom(loc);
-          } catch {
-            continue;
-          }
-          results.push(centreVectors(await m.forward(img, false), m.spec.width, m.spec.layers));
-        }
-        const v = anisotropy(results, m.spec.width, m.spec.layers);
-        return {
-          available: true,
-          source: 'live',
-          images: results.length,
-          definition: 'mean cosine between the centre-patch LayerNorm outputs x = LN(h) of different images, per layer',
-          layers: r.summary.layers.map((l) => ({ layer: l.layer, depth: l.depth, value: v[l.layer] })),
-        };
-      })();
-      p.catch(() => this.anisotropyCache.delete(r.id));
-      this.anisotropyCache.set(r.id, p);
-    }
-    return p;
+    const layers: A.AnisotropyLayerValue[] = Array.from({ length: L }, (_, l) => {
+      const v = values.get(l);
+      return { layer: l, depth: depth[l], value: v && Number.isFinite(v.value) ? v.value : null, images: v?.images ?? null, interval: v?.interval ?? null };
+    });
+    const counts = layers.map((x) => x.images ?? 0);
+    const images = Math.max(0, ...counts);
+    const baseline = layers.map((x) => (x.value === null ? NaN : x.value));
+    const w = layerCurve(r.summary, 'weighted', baseline);
+    const p = layerCurve(r.summary, 'plain', baseline);
+    const what = { 'anisotropy.json': 'the run’s anisotropy.json (qkscope anisotropy)', scan: 'the run’s scan', live: `computed here from ${images} images (the run stores none)` }[source];
+    const covered = layers.filter((x) => x.value !== null).length;
+    return {
+      available: covered > 0,
+      ...(covered ? {} : { reason: `the baseline covers no layer of run ${r.id}` }),
+      source,
+      description: `baseline from ${what}${source === 'live' ? '' : `, ${images} images`}${covered < L ? `, ${covered} of ${L} layers` : ''}`,
+      images,
+      definition,
+      layers,
+      relative: { weighted: { value: w.value, band95: w.band95 }, plain: { value: p.value, band95: p.band95 } },
+    };
   }
 }
 
-function runBrief(r: RunInfo) {
-  const s = r.summary;
-  return {
-    id: r.id,
-    label: s.model.id,
-    family: s.model.family,
-    input: s.model.input,
-    dims: s.dims,
-    created: s.created,
-    has_scan: !!r.scanPath,
-    chance: { d: s.chance.d, mode95: s.chance.mode95 },
-  };
-}
-
-/** A short, path-free name for an image: the file name, or the member / row of its container. */
-function labelOf(loc: ImageLocator): string {
-  if (loc.kind === 'file') return basename(loc.path);
-  if (loc.kind === 'tar') return `${basename(loc.container)}#${basename(loc.member ?? '')}`;
-  return `${basename(loc.container)}#row ${loc.member ?? '?'}`;
+function checkFolder(dir: string, flag: string): string {
+  let st;
+  try {
+    st = statSync(dir);
+  } catch {
+    st = null;
+  }
+  if (!st?.isDirectory()) throw new UserError(`${flag} ${dir}: not a folder`);
+  return realpathSync(dir);
 }
 
 function intParam(v: string | null | undefined, name: string, bound: number): number {

@@ -1,17 +1,17 @@
 /**
  * The run directories under RUNS_DIR: discovery (folders holding an svd `summary.json`, up to a
  * few levels deep), ids (the folder's path relative to RUNS_DIR, '/'-separated; '.' for RUNS_DIR
- * itself), and lazily read arrays (U, V, key salience). A request names a run only by an id from
- * this list, so nothing outside RUNS_DIR can be reached through it; symlinked folders that
- * resolve outside RUNS_DIR are skipped.
+ * itself), and the run's files, read lazily through the store readers. A request names a run
+ * only by an id from this list; every file is opened by its real path, and only when that lies
+ * inside RUNS_DIR (a symbolic link in a run folder pointing elsewhere is refused).
  */
-import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { readdirSync, realpathSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { readNpy, type NpyArray } from '../io/npy.js';
-import { layerCurve, type LayerCurve } from '../analysis/compare.js';
-import { HttpError, isInside } from './http.js';
-import { ScanDb } from './scan-db.js';
+import { UserError } from '../errors.js';
 import { readSvdSummary, type SvdSummary } from '../store/svd-run.js';
+import { TopkReader } from '../store/scan-run.js';
+import { HttpError, isInside, realInside } from './http.js';
 
 const MAX_DEPTH = 3;
 const SKIP = new Set(['node_modules', '.git']);
@@ -20,21 +20,36 @@ export interface RunInfo {
   id: string;
   dir: string;
   summary: SvdSummary;
-  /** `run.db` beside the summary, if any. */
+  /** `run.db` beside the summary (its real path, inside RUNS_DIR), if any. */
   scanPath: string | null;
   /** summary.json's modification time (a changed run is re-read). */
   mtime: number;
 }
 
+export type RunArray = 'U.npy' | 'V.npy' | 'key_salience.npy';
+
 export class RunStore {
+  /** RUNS_DIR's real path. */
   readonly root: string;
   private runs = new Map<string, RunInfo>();
   private scanned = 0;
   private arrays = new Map<string, NpyArray>();
-  private scans = new Map<string, ScanDb>();
+  private scans = new Map<string, TopkReader>();
 
   constructor(runsDir: string) {
+    let st;
+    try {
+      st = statSync(runsDir);
+    } catch {
+      st = null;
+    }
+    if (!st?.isDirectory()) throw new UserError(`${runsDir}: not a folder; give the folder holding your run directories (made by \`qkscope svd MODEL --out ${runsDir}/NAME\` or \`qkscope scan\`)`);
     this.root = realpathSync(runsDir);
+  }
+
+  /** The real path of a file of RUNS_DIR, or null when it is missing or leads outside RUNS_DIR. */
+  file(dir: string, name: string): string | null {
+    return realInside([this.root], join(dir, name));
   }
 
   /** Re-reads the folder tree (at most every 2 s), so runs finished after start appear. */
@@ -44,15 +59,14 @@ export class RunStore {
     this.scanned = now;
     const found = new Map<string, RunInfo>();
     const walk = (dir: string, depth: number) => {
-      if (existsSync(join(dir, 'summary.json'))) {
+      const summaryPath = this.file(dir, 'summary.json');
+      if (summaryPath) {
         const id = relative(this.root, dir).split(sep).join('/') || '.';
         const prev = this.runs.get(id);
-        const mtime = statSync(join(dir, 'summary.json')).mtimeMs;
         try {
+          const mtime = statSync(summaryPath).mtimeMs;
           const summary = prev && prev.mtime === mtime ? prev.summary : readSvdSummary(dir);
-          const db = join(dir, 'run.db');
-          const info: RunInfo = { id, dir, summary, scanPath: existsSync(db) ? db : null, mtime };
-          found.set(id, info);
+          found.set(id, { id, dir, summary, scanPath: this.file(dir, 'run.db'), mtime });
         } catch {
           // Not an svd run (or unreadable): skipped.
         }
@@ -69,8 +83,7 @@ export class RunStore {
         const p = join(dir, name);
         try {
           if (!statSync(p).isDirectory()) continue;
-          const real = realpathSync(p);
-          if (!isInside(this.root, real)) continue; // symlink out of RUNS_DIR
+          if (!isInside(this.root, realpathSync(p))) continue; // symlink out of RUNS_DIR
         } catch {
           continue;
         }
@@ -78,12 +91,10 @@ export class RunStore {
       }
     };
     walk(this.root, 0);
-    // Drop cached arrays of runs whose summary changed or vanished.
+    // Drop cached arrays and databases of runs whose summary changed or vanished.
     for (const key of [...this.arrays.keys()]) {
       const id = key.slice(0, key.lastIndexOf('|'));
-      const a = this.runs.get(id);
-      const b = found.get(id);
-      if (!b || a?.mtime !== b.mtime) this.arrays.delete(key);
+      if (found.get(id)?.mtime !== this.runs.get(id)?.mtime || !found.has(id)) this.arrays.delete(key);
     }
     for (const [id, db] of this.scans) {
       if (found.get(id)?.scanPath !== db.path) {
@@ -115,24 +126,24 @@ export class RunStore {
   }
 
   /** A whole .npy of a run (cached). */
-  array(run: RunInfo, file: 'U.npy' | 'V.npy' | 'key_salience.npy'): NpyArray {
+  array(run: RunInfo, file: RunArray): NpyArray {
     const key = `${run.id}|${file}`;
     let a = this.arrays.get(key);
     if (!a) {
-      const p = join(run.dir, file);
-      if (!existsSync(p)) throw new HttpError(404, `run ${run.id}: ${file} is missing; re-run qkscope svd`);
+      const p = this.file(run.dir, file);
+      if (!p) throw new HttpError(404, `run ${run.id}: ${file} is missing (or a link out of RUNS_DIR); re-run qkscope svd`);
       a = readNpy(p);
       this.arrays.set(key, a);
     }
     return a;
   }
 
-  /** The scan database of a run, or null. */
-  scan(run: RunInfo): ScanDb | null {
+  /** The top-image reader of a run's scan database, or null. */
+  scan(run: RunInfo): TopkReader | null {
     if (!run.scanPath) return null;
     let db = this.scans.get(run.id);
     if (!db) {
-      db = new ScanDb(run.scanPath);
+      db = new TopkReader(run.scanPath);
       this.scans.set(run.id, db);
     }
     return db;
@@ -144,26 +155,5 @@ export class RunStore {
   }
 }
 
-/** u_n (or v_n) of one head as float64 [d_h][d], mode-major. */
-export function headVectors(a: NpyArray, l: number, h: number): Float64Array[] {
-  const [, H, d, dh] = a.shape;
-  const base = (l * H + h) * d * dh;
-  const out: Float64Array[] = [];
-  for (let n = 0; n < dh; n++) {
-    const v = new Float64Array(d);
-    for (let i = 0; i < d; i++) v[i] = Number(a.data[base + i * dh + n]);
-    out.push(v);
-  }
-  return out;
-}
-
-export function salienceVector(a: NpyArray, l: number, h: number): Float64Array {
-  const [, H, d] = a.shape;
-  const base = (l * H + h) * d;
-  return Float64Array.from({ length: d }, (_, i) => Number(a.data[base + i]));
-}
-
-/** The Models view's numbers for one run. */
-export function modelCurves(run: RunInfo): { weighted: LayerCurve; plain: LayerCurve } {
-  return { weighted: layerCurve(run.summary, 'weighted'), plain: layerCurve(run.summary, 'plain') };
-}
+// Defined once for serve and the static export (store/explorer.ts).
+export { headVectors, modalityOf, salienceVector } from '../store/explorer.js';

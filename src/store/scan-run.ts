@@ -1,7 +1,7 @@
 /** Locating and reading a scan run (a run directory holding run.db, or the run.db path itself). */
 import { existsSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import type Database from 'better-sqlite3';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
 import { UserError } from '../errors.js';
 import { ListIndex, decodeEntries, openScanRun, type ScanMeta } from './scan-db.js';
 import type { TopEntry } from '../analysis/topk.js';
@@ -121,4 +121,173 @@ export function headVectorPair(r: Pick<ScanRun, 'db'>, layer: number, head: numb
 /** Images done, skipped and in all, from the progress row. */
 export function scanProgress(r: Pick<ScanRun, 'db'>): { total: number; done: number; skipped: number } {
   return r.db.prepare('SELECT total, done, skipped FROM progress').get() as { total: number; done: number; skipped: number };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The generic top-image reader (`qkscope serve`, docs/API.md "Scan databases")
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Read-only access to a run's `run.db` through the one table the explorer documents, so that
+ * databases written by other tools can be browsed too:
+ *
+ *   topk(layer INTEGER, head INTEGER, mode INTEGER,   -- 0-based, as everywhere
+ *        sign INTEGER,                               -- +1: (u_n, v_n); −1: (−u_n, −v_n)
+ *        rank INTEGER,                               -- 0 = best
+ *        image_path TEXT,                            -- absolute, or relative to the run directory
+ *        score REAL,                                 -- S = max_t Q(t) × max_t K(t)
+ *        qmax REAL, kmax REAL,                       -- max_t Q(t), max_t K(t)        (optional)
+ *        q_token INTEGER, k_token INTEGER)           -- token index of each maximum   (optional)
+ *
+ * and optionally `anisotropy(layer INTEGER, value REAL[, n INTEGER])` (METHOD.md §3) and
+ * `meta(key, value)`. `sign` may also be stored as text ('+', '-', 'pos', 'neg'). A qkscope scan
+ * writes a superset; its `topk.image_id` is joined to `images(id, source, container, member)` so
+ * images inside tar shards and Parquet files can be read back.
+ *
+ * A database that lacks the table fails on first use with a UserError naming the schema.
+ */
+
+/** Where an image's bytes are: a plain file, or a member of a tar shard / a Parquet row. */
+export interface TopkImageLocator {
+  path: string;
+  kind: 'file' | 'tar' | 'parquet';
+  container: string;
+  member: string | null;
+}
+
+export interface TopkRow {
+  sign: 1 | -1;
+  locator: TopkImageLocator;
+  rank: number;
+  score: number;
+  qmax: number | null;
+  kmax: number | null;
+  q_token: number | null;
+  k_token: number | null;
+}
+
+const TOPK_REQUIRED = ['layer', 'head', 'mode', 'sign', 'rank', 'image_path', 'score'];
+const TOPK_OPTIONAL = ['qmax', 'kmax', 'q_token', 'k_token'];
+export const TOPK_SCHEMA = `topk(${[...TOPK_REQUIRED, ...TOPK_OPTIONAL].join(', ')})`;
+
+function topkSign(v: unknown): 1 | -1 | null {
+  if (typeof v === 'number' || typeof v === 'bigint') return Number(v) > 0 ? 1 : Number(v) < 0 ? -1 : null;
+  if (typeof v === 'string') {
+    const s = v.trim().toLowerCase();
+    if (s === '+' || s === 'pos' || s === 'positive' || s === '+1' || s === '1') return 1;
+    if (s === '-' || s === 'neg' || s === 'negative' || s === '-1' || s === '−') return -1;
+  }
+  return null;
+}
+
+export class TopkReader {
+  private db: Database.Database | null = null;
+  private cols = new Set<string>();
+  private error: string | null = null;
+  private joinImages = false;
+
+  constructor(readonly path: string) {
+    try {
+      this.db = new Database(path, { readonly: true, fileMustExist: true });
+      const has = (t: string) => !!this.db!.prepare("SELECT name FROM sqlite_master WHERE type='table' AND name=?").get(t);
+      if (!has('topk')) throw new Error('no table topk');
+      this.cols = new Set((this.db.prepare('PRAGMA table_info(topk)').all() as { name: string }[]).map((r) => r.name));
+      const missing = TOPK_REQUIRED.filter((c) => !this.cols.has(c));
+      if (missing.length) throw new Error(`table topk lacks column(s) ${missing.join(', ')}`);
+      if (this.cols.has('image_id') && has('images')) {
+        const ic = new Set((this.db.prepare('PRAGMA table_info(images)').all() as { name: string }[]).map((r) => r.name));
+        this.joinImages = ['id', 'source', 'container', 'member'].every((c) => ic.has(c));
+      }
+    } catch (e) {
+      this.error = `run.db: ${(e as Error).message.split('\n')[0]}; expected ${TOPK_SCHEMA} as documented in docs/API.md`;
+    }
+  }
+
+  private ready(): Database.Database {
+    if (this.error || !this.db) throw new UserError(this.error ?? 'run.db: closed');
+    return this.db;
+  }
+
+  private locator(r: Record<string, unknown>): TopkImageLocator {
+    const base = dirname(this.path);
+    const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+    const path = abs(String(r.image_path));
+    const kind = r.i_source === 'tar' || r.i_source === 'parquet' ? r.i_source : 'file';
+    if (kind === 'file') return { path, kind, container: r.i_container ? abs(String(r.i_container)) : path, member: null };
+    return { path, kind, container: abs(String(r.i_container)), member: r.i_member === null || r.i_member === undefined ? null : String(r.i_member) };
+  }
+
+  private selectSql(where: string, order: string): string {
+    const cols = [...TOPK_REQUIRED, ...TOPK_OPTIONAL.filter((c) => this.cols.has(c))].map((c) => `t."${c}"`);
+    if (this.joinImages) {
+      cols.push('i.source AS i_source', 'i.container AS i_container', 'i.member AS i_member');
+      return `SELECT ${cols.join(', ')} FROM topk t LEFT JOIN images i ON i.id = t.image_id ${where} ${order}`;
+    }
+    return `SELECT ${cols.join(', ')} FROM topk t ${where} ${order}`;
+  }
+
+  /** Top images of one mode, both signs, best first. */
+  top(layer: number, head: number, mode: number): TopkRow[] {
+    const rows = this.ready().prepare(this.selectSql('WHERE t.layer = ? AND t.head = ? AND t.mode = ?', 'ORDER BY t.rank')).all(layer, head, mode) as Record<string, unknown>[];
+    const out: TopkRow[] = [];
+    for (const r of rows) {
+      const sign = topkSign(r.sign);
+      if (sign === null) continue;
+      const num = (k: string) => (r[k] === undefined || r[k] === null ? null : Number(r[k]));
+      out.push({ sign, locator: this.locator(r), rank: Number(r.rank), score: Number(r.score), qmax: num('qmax'), kmax: num('kmax'), q_token: num('q_token'), k_token: num('k_token') });
+    }
+    return out;
+  }
+
+  /** `meta` (JSON values), or null when there is none. */
+  meta(): Record<string, unknown> | null {
+    if (this.error || !this.db) return null;
+    try {
+      const m: Record<string, unknown> = {};
+      for (const r of this.db.prepare('SELECT key, value FROM meta').all() as { key: string; value: string }[]) {
+        try {
+          m[r.key] = JSON.parse(r.value);
+        } catch {
+          m[r.key] = r.value;
+        }
+      }
+      return m;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Which modes have top images: `layer/head/mode` keys. */
+  modesWithImages(): Set<string> {
+    const rows = this.ready().prepare('SELECT DISTINCT layer, head, mode FROM topk').all() as { layer: number; head: number; mode: number }[];
+    return new Set(rows.map((r) => `${r.layer}/${r.head}/${r.mode}`));
+  }
+
+  /** Distinct images of the top lists, by path (at most `limit`). */
+  images(limit = 500): TopkImageLocator[] {
+    const sql = this.joinImages
+      ? 'SELECT t.image_path, MIN(i.source) AS i_source, MIN(i.container) AS i_container, MIN(i.member) AS i_member FROM topk t LEFT JOIN images i ON i.id = t.image_id GROUP BY t.image_path ORDER BY t.image_path LIMIT ?'
+      : 'SELECT DISTINCT image_path FROM topk ORDER BY image_path LIMIT ?';
+    return (this.ready().prepare(sql).all(limit) as Record<string, unknown>[]).map((r) => this.locator(r));
+  }
+
+  /** The per-layer anisotropy baseline the scan stored (value and image count), or null. */
+  anisotropy(): Map<number, { value: number; n: number | null }> | null {
+    if (this.error || !this.db) return null;
+    try {
+      if (!this.db.prepare("SELECT name FROM sqlite_master WHERE type='table' AND name='anisotropy'").get()) return null;
+      const hasN = (this.db.prepare('PRAGMA table_info(anisotropy)').all() as { name: string }[]).some((c) => c.name === 'n');
+      const rows = this.db.prepare(`SELECT layer, value${hasN ? ', n' : ''} FROM anisotropy`).all() as { layer: number; value: number | null; n?: number }[];
+      const m = new Map<number, { value: number; n: number | null }>();
+      for (const r of rows) if (r.value !== null && Number.isFinite(Number(r.value))) m.set(Number(r.layer), { value: Number(r.value), n: r.n === undefined ? null : Number(r.n) });
+      return m.size ? m : null;
+    } catch {
+      return null;
+    }
+  }
+
+  close(): void {
+    this.db?.close();
+    this.db = null;
+  }
 }

@@ -125,3 +125,84 @@ test('errors reject (both modes) and the workers are shut down', async () => {
   // an empty selection is fine
   assert.deepEqual(await analyzeModel(spec, { layers: [] }), []);
 });
+
+/** The spec with every weight read from `source` instead (same tensor names). */
+function rebind<T>(x: T, source: import('../../src/checkpoint/types.js').TensorSource): T {
+  if (Array.isArray(x)) return x.map((v) => rebind(v, source)) as T;
+  if (x && typeof x === 'object') {
+    if ('source' in x && 'name' in x) return { ...x, source } as T;
+    return Object.fromEntries(Object.entries(x).map(([k, v]) => [k, rebind(v, source)])) as T;
+  }
+  return x;
+}
+
+test('vectors straight into [L, H, d, d_h] arrays (shared or not, 1 or 2 threads) = the rows, transposed; false keeps none', async () => {
+  const L = 3, H = 2, dh = 6, d = 20;
+  const { spec } = syntheticSpec({ layers: L, heads: H, headDim: dh, width: d, seed: 5, full: true });
+  const rows = await collect(spec, 1);
+  const size = L * H * d * dh;
+  for (const threads of [1, 2]) {
+    for (const kind of ['shared f32', 'plain f64'] as const) {
+      const make = () => (kind === 'shared f32' ? new Float32Array(new SharedArrayBuffer(4 * size)) : new Float64Array(size));
+      const U = make(), V = make();
+      const got: HeadModes[][] = [];
+      await analyzeModel(spec, { threads, vectors: { U, V }, onLayer: (_l, heads) => void got.push(heads) });
+      for (let l = 0; l < L; l++) {
+        for (let h = 0; h < H; h++) {
+          const want = rows.got[l].heads[h];
+          assert.equal(got[l][h].U.length, 0, 'no per-head copy');
+          assert.deepEqual(got[l][h].sigma, want.sigma);
+          const base = (l * H + h) * d * dh;
+          for (let i = 0; i < d; i++) {
+            for (let n = 0; n < dh; n++) {
+              assert.equal(U[base + i * dh + n], kind === 'shared f32' ? Math.fround(want.U[n * d + i]) : want.U[n * d + i], `${kind} ${threads}: U l${l} h${h} i${i} n${n}`);
+              assert.equal(V[base + i * dh + n], kind === 'shared f32' ? Math.fround(want.V[n * d + i]) : want.V[n * d + i]);
+            }
+          }
+        }
+      }
+    }
+    const none: HeadModes[][] = [];
+    await analyzeModel(spec, { threads, vectors: false, onLayer: (_l, heads) => void none.push(heads) });
+    assert.equal(none[1][1].U.length + none[1][1].V.length, 0);
+    assert.deepEqual(none[1][1].cosine, rows.got[1].heads[1].cosine);
+  }
+  await assert.rejects(analyzeModel(spec, { vectors: { U: new Float32Array(10), V: new Float32Array(10) } }), /vectors need/);
+});
+
+test('weights read in place from a safetensors file (reused buffers) give the same modes as reads of fresh arrays', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const { SafetensorsFile, writeSafetensors } = await import('../../src/checkpoint/safetensors.js');
+  const { spec, source } = syntheticSpec({ layers: 4, heads: 3, headDim: 8, width: 40, seed: 9, full: true });
+  const dir = mkdtempSync(join(tmpdir(), 'qkscope-modes-'));
+  try {
+    const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: ArrayLike<number> }> = {};
+    for (const name of source.names()) tensors[name] = { dtype: 'F32', shape: source.info(name)!.shape, data: await source.read(name) };
+    writeSafetensors(join(dir, 'm.safetensors'), tensors);
+    const file = await SafetensorsFile.open(join(dir, 'm.safetensors'));
+    let inPlace = 0;
+    const readInto = file.readInto.bind(file);
+    file.readInto = async (...a: Parameters<typeof readInto>) => {
+      const r = await readInto(...a);
+      if (r) inPlace++;
+      return r;
+    };
+    const fromFile = rebind(spec, file);
+    const want = await collect(spec, 1);
+    for (const threads of [1, 2]) {
+      inPlace = 0;
+      const got = await collect(fromFile, threads);
+      assert.equal(inPlace, 4 * 3, `threads ${threads}: q, k and q-bias of every layer read in place`);
+      for (let l = 0; l < 4; l++) for (let h = 0; h < 3; h++) {
+        assert.deepEqual(got.got[l].heads[h].sigma, want.got[l].heads[h].sigma);
+        assert.deepEqual(got.got[l].heads[h].U, want.got[l].heads[h].U);
+        assert.deepEqual(got.got[l].heads[h].salience, want.got[l].heads[h].salience);
+      }
+    }
+    await file.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -14,6 +14,7 @@ import { REPO_ROOT } from '../helpers/paths.js';
 
 const LAYERS: string[][] = [
   ['errors.ts', 'version.ts', 'progress.ts', 'api-types.ts'], // shared words: errors, version, progress and API types
+  ['site-types.ts'], // the static site's files (API payloads as stored by `export`) and the ONNX model card
   ['io', 'linalg'], // file formats (.npy, CSV, PNG, safe writes) | dense float64 kernels
   ['checkpoint'], // bytes → named tensors
   ['arch'], // tensors + config → VitSpec (and its token layout)
@@ -109,19 +110,53 @@ test('every exception is still needed', () => {
   }
 });
 
-test('web/src imports from src/ only the shared API types', () => {
+/**
+ * What web/src may import from src/: the API types and a short list of browser-safe modules
+ * (pure functions shared with the CLI, e.g. the overlay's map scaling; the exported site's
+ * in-page model uses the preprocessing, the modes and the decomposition). Each may import at
+ * run time only other modules of this list (so nothing from node: or sharp reaches the page).
+ */
+const WEB_IMPORTABLE = [
+  'api-types.ts',
+  'site-types.ts',
+  'report/overlay.ts',
+  'errors.ts',
+  'arch/runnable.ts',
+  'images/preprocess.ts',
+  'images/resample.ts',
+  'io/float16.ts',
+  'analysis/contributions.ts',
+  'analysis/decomposition.ts',
+  'analysis/mode-maps.ts',
+  'analysis/modes.ts',
+  'analysis/types.ts',
+  'linalg/dense.ts',
+  'linalg/kernels.ts',
+  'linalg/svd.ts',
+  'linalg/wasm-asm.ts',
+];
+
+test('web/src imports from src/ only the shared API types and the browser-safe modules', () => {
   const webDir = join(REPO_ROOT, 'web', 'src');
   const bad: string[] = [];
   for (const file of walk(webDir)) {
     for (const spec of importsOf(file)) {
       const target = normalize(join(dirname(file), spec)).split('\\').join('/');
-      const inSrc = relative(join(REPO_ROOT, 'src'), target);
-      if (!inSrc.startsWith('..') && inSrc.replace(/\.js$/, '.ts') !== 'api-types.ts') bad.push(`${relative(REPO_ROOT, file)} → src/${inSrc}`);
+      const inSrc = relative(join(REPO_ROOT, 'src'), target).split('\\').join('/');
+      if (!inSrc.startsWith('..') && !WEB_IMPORTABLE.includes(inSrc.replace(/\.js$/, '.ts'))) bad.push(`${relative(REPO_ROOT, file)} → src/${inSrc}`);
       // Views do not import the app shell back (main.ts wires the views).
       if (/\/views\//.test(file) && /\/main(\.js|\.ts)?$/.test(target)) bad.push(`${relative(REPO_ROOT, file)} → main`);
     }
   }
   assert.deepEqual(bad, []);
+  for (const f of WEB_IMPORTABLE) {
+    const src = readFileSync(join(REPO_ROOT, 'src', f), 'utf8');
+    // Type-only imports vanish from the bundle; anything else would pull code into the page.
+    const imports = [...src.matchAll(/^\s*(?:import|export)\s+(?!type\s)[^;]*?from\s+['"]([^'"]+)['"]/gm)].map((m) => m[1]);
+    const outside = imports.filter((s) => !s.startsWith('.') || !WEB_IMPORTABLE.includes(relative(join(REPO_ROOT, 'src'), normalize(join(REPO_ROOT, 'src', dirname(f), s))).split('\\').join('/').replace(/\.js$/, '.ts')));
+    assert.deepEqual(outside, [], `src/${f} is imported by the web page: it may import only modules of WEB_IMPORTABLE`);
+    assert.doesNotMatch(src, /\bprocess\.|\brequire\(|from ['"]node:/, `src/${f} must not use node APIs`);
+  }
 });
 
 test('the layering rule itself catches an upward import', () => {

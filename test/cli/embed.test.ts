@@ -10,7 +10,8 @@ import { readNpy, writeNpy } from '../../src/io/npy.js';
 import { openModel } from '../../src/checkpoint/open.js';
 import { buildSpec } from '../../src/arch/registry.js';
 import { VitRuntime } from '../../src/runtime/vit-runtime.js';
-import { loadBatch, preprocessFor } from '../../src/images/preprocess.js';
+import { preprocessFor } from '../../src/images/preprocess.js';
+import { loadBatch } from '../../src/images/load-pixels.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-embed-cli-'));
 test.after(() => rmSync(root, { recursive: true, force: true }));

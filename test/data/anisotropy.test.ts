@@ -11,7 +11,7 @@ import { runSvd, writeSvd } from '../../src/jobs/svd.js';
 import { readSvdSummary } from '../../src/store/svd-run.js';
 import { VitRuntime } from '../../src/runtime/vit-runtime.js';
 import { progressLines, runCmd, runCmdIO, specOf, writeCorrupt, writePng } from './helpers.js';
-import { loadPixels } from '../../src/images/preprocess.js';
+import { loadPixels } from '../../src/images/load-pixels.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-aniso-'));
 test.after(() => rmSync(root, { recursive: true, force: true }));

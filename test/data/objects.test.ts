@@ -8,7 +8,7 @@ import { objectsCommand } from '../../src/cli/objects.js';
 import { rowShares } from '../../src/analysis/objects.js';
 import { VitRuntime } from '../../src/runtime/vit-runtime.js';
 import { BLUE, GREEN, PLANTED_D, RED, plantedWeights, progressLines, runCmd, runCmdIO, specOf, writeCorrupt, writeMask, writePng } from './helpers.js';
-import { loadPixels } from '../../src/images/preprocess.js';
+import { loadPixels } from '../../src/images/load-pixels.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-objects-'));
 test.after(() => rmSync(root, { recursive: true, force: true }));

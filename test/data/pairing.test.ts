@@ -10,7 +10,7 @@ import { ignoredIds, readInstanceMask } from '../../src/data/masks.js';
 import { SCAN_SCHEMA_VERSION, SCHEMA_SQL, openScanDb, writeMeta } from '../../src/store/scan-db.js';
 import { VitRuntime } from '../../src/runtime/vit-runtime.js';
 import { BLUE, GREEN, PLANTED_D as D, RED, plantedWeights, progressLines, runCmd, runCmdIO, specOf, writeCorrupt, writeMask, writePalettePng, writePng } from './helpers.js';
-import { loadPixels } from '../../src/images/preprocess.js';
+import { loadPixels } from '../../src/images/load-pixels.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qkscope-pairing-'));
 test.after(() => rmSync(root, { recursive: true, force: true }));

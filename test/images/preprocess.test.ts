@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import type { PreprocessSpec } from '../../src/arch/spec.js';
 import { decodeImage, type RgbImage } from '../../src/images/decode.js';
-import { loadBatch, preprocessImage, resizeAndCrop, shortestEdgeSize } from '../../src/images/preprocess.js';
+import { preprocessImage, resizeAndCrop, shortestEdgeSize } from '../../src/images/preprocess.js';
+import { loadBatch } from '../../src/images/load-pixels.js';
 import { pilResizeU8, resizeGridF64 } from '../../src/images/resample.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'qkscope-images-'));

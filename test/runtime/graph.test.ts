@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { VitRuntime } from '../../src/runtime/vit-runtime.js';
 import { tokenLayout } from '../../src/arch/tokens.js';
+import { logitsWidth } from '../../src/arch/runnable.js';
 import { naiveForward, type NaiveResult } from './naive-forward.js';
 import { familySpecs, tinyPixels, tinySpec } from './tiny-specs.js';
 import type { VitSpec } from '../../src/arch/spec.js';
@@ -59,7 +60,7 @@ async function checkAgainstNaive(spec: VitSpec, size: [number, number] = spec.im
     assertClose(r.attention!, cat(ref.flatMap((x) => x.attention)), `${spec.modelId} attention`);
     assertClose(r.final!, cat(ref.map((x) => x.final)), `${spec.modelId} final`);
     assertClose(r.features!, cat(ref.map((x) => x.features!)), `${spec.modelId} features`);
-    if (spec.head && spec.pooling !== 'none') {
+    if (logitsWidth(spec) !== null) {
       assert.ok(r.logits, 'logits present');
       assertClose(r.logits!, cat(ref.map((x) => x.logits!)), `${spec.modelId} logits`);
     } else {
@@ -75,6 +76,115 @@ for (const [name, spec] of Object.entries(familySpecs())) {
     await checkAgainstNaive(spec);
   });
 }
+
+/** Runs `spec` with the given graph options and returns ln, residual, final, features, logits (no attention: fusable). */
+async function forwardOutputs(spec: VitSpec, extra: { unfused?: 'all' | number[] }, pixels: Float32Array, n: number) {
+  const rt = await VitRuntime.create(spec, { outputs: { ln: 'all', residual: 'all', logits: true, features: true, final: true }, threads: 1, ...extra });
+  try {
+    return { fused: [...rt.tensors.fused], r: await rt.run(pixels, n) };
+  } finally {
+    await rt.close();
+  }
+}
+
+// The fused attention kernel (com.microsoft Attention) against the independent float64 forward
+// and against the plain-node graph, for every family: biases, no k bias (BEiT), relative
+// position bias, layer-scale, quick-GELU, tanh-GELU, SwiGLU, registers, distillation token.
+for (const [name, spec] of Object.entries(familySpecs())) {
+  test(`fused attention = plain nodes = naive float64 forward: ${name}`, async () => {
+    const n = 2;
+    const pixels = tinyPixels(n, spec.imageSize[0], spec.imageSize[1], 5);
+    const fused = await forwardOutputs(spec, {}, pixels, n);
+    const plain = await forwardOutputs(spec, { unfused: 'all' }, pixels, n);
+    assert.deepEqual(fused.fused, Array(spec.layers).fill(true), 'every block fused without attention outputs or extensions');
+    assert.deepEqual(plain.fused, Array(spec.layers).fill(false));
+    const ref = await naiveBatch(spec, pixels, n, spec.imageSize);
+    const want: Record<string, Float64Array> = {
+      ln: cat(ref.flatMap((x) => x.ln)),
+      residual: cat(ref.flatMap((x) => x.residual)),
+      final: cat(ref.map((x) => x.final)),
+      features: cat(ref.map((x) => x.features!)),
+    };
+    if (logitsWidth(spec) !== null) want.logits = cat(ref.map((x) => x.logits!));
+    for (const [k, w] of Object.entries(want)) {
+      const f = fused.r[k as 'ln'] as Float32Array;
+      const p = plain.r[k as 'ln'] as Float32Array;
+      assertClose(f, w, `${name} fused ${k} vs naive`);
+      assertClose(f, p, `${name} fused ${k} vs plain nodes`);
+    }
+  });
+}
+
+test('fused attention: the graph holds Attention nodes only where allowed', async () => {
+  const { buildVitGraph } = await import('../../src/runtime/vit-graph.js');
+  const spec = tinySpec({ family: 'hf-vit', layers: 4, classes: 3, seed: 51 });
+  const attentionNodes = (g: { nodes: { opType?: string | null }[] }) => g.nodes.filter((nd) => nd.opType === 'Attention').length;
+  const softmaxNodes = (g: { nodes: { opType?: string | null }[] }) => g.nodes.filter((nd) => nd.opType === 'Softmax').length;
+  let b = await buildVitGraph(spec, { outputs: { logits: true } });
+  assert.equal(attentionNodes(b.graph), 4);
+  assert.equal(softmaxNodes(b.graph), 0);
+  // Attention outputs and overridable weights keep their blocks plain.
+  b = await buildVitGraph(spec, { outputs: { logits: true, attention: [1] }, overridable: ['blocks.3.q.weight'] });
+  assert.deepEqual(b.tensors.fused, [true, false, true, false]);
+  assert.equal(attentionNodes(b.graph), 2);
+  assert.ok(b.tensors.attention[1] && b.tensors.attention[3] && !b.tensors.attention[0]);
+  // An extension may look anywhere: all blocks plain unless it names the blocks it needs.
+  let seen: boolean[] = [];
+  b = await buildVitGraph(spec, { outputs: {}, extend: (g, t) => ((seen = [...t.fused]), g.output('a2', t.attention[2])) });
+  assert.deepEqual(seen, [false, false, false, false]);
+  b = await buildVitGraph(spec, { outputs: {}, unfused: [2], extend: (g, t) => ((seen = [...t.fused]), g.output('a2', t.attention[2])) });
+  assert.deepEqual(seen, [true, true, false, true]);
+  assert.equal(softmaxNodes(b.graph), 1);
+});
+
+test('fused attention with an extension on block 1 gives the same attention as the plain graph', async () => {
+  const spec = familySpecs().beit; // relative position bias, no k bias, layer-scale
+  const pixels = tinyPixels(2, 12, 12, 3);
+  const tap = (g: import('../../src/runtime/onnx-graph.js').OnnxGraph, t: import('../../src/runtime/vit-graph.js').VitTensors) => {
+    g.output('a1', t.attention[1]);
+  };
+  const a = await VitRuntime.create(spec, { outputs: { logits: true }, unfused: [1], extend: tap, threads: 1 });
+  const b = await VitRuntime.create(spec, { outputs: { logits: true }, extend: tap, threads: 1 });
+  const ra = await a.run(pixels, 2);
+  const rb = await b.run(pixels, 2);
+  await a.close();
+  await b.close();
+  assert.deepEqual(a.tensors.fused, [true, false]);
+  assertClose(ra.extra.a1.data, rb.extra.a1.data, 'attention of the plain block');
+  assertClose(ra.logits!, rb.logits!, 'logits');
+});
+
+test("DINOv2-with-registers classifier: [CLS, mean of the patch tokens], registers left out of the mean", async () => {
+  const spec = familySpecs()['dinov2-reg-classifier'];
+  const rt = await VitRuntime.create(spec, { outputs: { logits: true, features: true, final: true }, threads: 1 });
+  const n = 2;
+  const r = await rt.run(tinyPixels(n, 12, 12, 7), n);
+  await rt.close();
+  const d = spec.width, T = rt.layout.tokens, start = rt.layout.patchStart;
+  assert.equal(start, 3, 'CLS + 2 registers');
+  const W = await loadWeight(spec.head!.weight), b = await loadWeight(spec.head!.bias!);
+  const C = spec.head!.weight.shape[0];
+  let gapRegisters = 0;
+  for (let i = 0; i < n; i++) {
+    const fin = r.final!.subarray(i * T * d, (i + 1) * T * d);
+    const mean = (from: number) => Array.from({ length: d }, (_, c) => {
+      let s = 0;
+      for (let t = from; t < T; t++) s += fin[t * d + c];
+      return s / (T - from);
+    });
+    const logitsOf = (m: number[]) => Array.from({ length: C }, (_, k) => {
+      let s = b[k];
+      for (let c = 0; c < d; c++) s += W[k * 2 * d + c] * fin[c] + W[k * 2 * d + d + c] * m[c];
+      return s;
+    });
+    const want = logitsOf(mean(start));
+    const withRegs = logitsOf(mean(1));
+    assertClose(r.logits!.subarray(i * C, (i + 1) * C), want, `image ${i} logits`);
+    for (let k = 0; k < C; k++) gapRegisters = Math.max(gapRegisters, Math.abs(withRegs[k] - want[k]));
+  }
+  // The check can tell the two conventions apart on this model.
+  assert.ok(gapRegisters > 1e-2, `registers change the mean by ${gapRegisters}`);
+});
 
 test('position embedding interpolation for another image size (HF bicubic)', async () => {
   const spec = tinySpec({ family: 'hf-dinov2', layerScale: true, tokens: ['cls', 'reg'], registers: 2, posSpecial: 1, classes: 3, seed: 21 });

@@ -29,7 +29,7 @@ before(async () => {
   writeFileSync(join(fx.root, 'secret.txt'), 'top secret');
   // A symlink inside RUNS_DIR pointing outside must not expose anything.
   symlinkSync(fx.root, join(fx.runsDir, 'escape'));
-  srv = await startServer({ runsDir: fx.runsDir, port: 0, imagesDir: fx.imagesDir, maxUploadBytes: LIMIT, webRoot });
+  srv = await startServer({ runsDir: fx.runsDir, port: 0, imagesDirs: [fx.imagesDir], maxUploadBytes: LIMIT, maxPixels: 40_000_000, webRoot });
 });
 
 after(async () => {

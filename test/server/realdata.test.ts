@@ -49,7 +49,7 @@ await scanCommand().exitOverride().parseAsync(process.argv.slice(2), { from: 'us
     const r = spawnSync(process.execPath, [CLI, 'svd', REAL_VIT_TINY, '--out', join(runsDir, 'vit-tiny'), '--no-figures'], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
   }
-  srv = await startServer({ runsDir, port: 0 });
+  srv = await startServer({ runsDir, port: 0, imagesDirs: [REAL_IMAGES] });
 });
 
 after(async () => {

@@ -1,14 +1,31 @@
 /**
- * Query/key overlays (METHOD.md §5): the photo in grey, the query map added in red and the key
- * map in cyan (green + blue), so a patch high in both turns white. Each map's positive part is
- * scaled by its own maximum over the image; the patch grid is upsampled smoothly.
+ * Query/key overlays drawn exactly as the CLI's figures draw them (METHOD.md §5), with the same
+ * code (src/report/overlay.ts, browser-safe): each map scaled to [0, 1] by `mapScales` (default
+ * `percentile`: from max(0, median) to the 99th percentile), upsampled bilinearly from the patch
+ * grid, then out = base + (255 − base)·m with base = 0.35 × the photo and m = (Q, K, K): red
+ * where the query map is high, cyan where the key map is, white where both are.
  */
+import { mapScales, overlayRgb, scaleMap, upsampleGrid, type MapNormalization } from '../../src/report/overlay.js';
 
-export function loadImage(url: string): Promise<HTMLImageElement> {
+export const NORMALIZATION_TEXT: Record<MapNormalization, string> = {
+  percentile: 'each map scaled from its median (or 0) to its 99th percentile, as the CLI’s default',
+  image: 'each map’s positive part divided by its maximum',
+  row: 'maps divided by the largest value among them',
+};
+
+/** An image from a Blob (the data source's bytes). */
+export function loadImage(blob: Blob): Promise<HTMLImageElement> {
+  const url = URL.createObjectURL(blob);
   return new Promise((resolve, reject) => {
     const img = new Image();
-    img.onload = () => resolve(img);
-    img.onerror = () => reject(new Error(`cannot load ${url}`));
+    img.onload = () => {
+      URL.revokeObjectURL(url);
+      resolve(img);
+    };
+    img.onerror = () => {
+      URL.revokeObjectURL(url);
+      reject(new Error('the image could not be decoded by the browser'));
+    };
     img.src = url;
   });
 }
@@ -16,8 +33,7 @@ export function loadImage(url: string): Promise<HTMLImageElement> {
 export interface OverlayOptions {
   /** Show the maps (true) or only the photo. */
   maps?: boolean;
-  /** Grey photo brightness under the maps (0..1). */
-  dim?: number;
+  normalization?: MapNormalization;
   /** Outline these patches: [patch index, colour]. */
   marks?: [number, string][];
   /** Draw the patch grid lines. */
@@ -25,40 +41,38 @@ export interface OverlayOptions {
 }
 
 /** Draws photo + overlay into `canvas` (its current pixel size). */
-export function drawOverlay(canvas: HTMLCanvasElement, img: HTMLImageElement, grid: [number, number], q: number[] | null, k: number[] | null, o: OverlayOptions = {}): void {
-  const ctx = canvas.getContext('2d')!;
+export function drawOverlay(canvas: HTMLCanvasElement, img: CanvasImageSource, grid: [number, number], q: ArrayLike<number> | null, k: ArrayLike<number> | null, o: OverlayOptions = {}): void {
+  const ctx = canvas.getContext('2d', { willReadFrequently: true })!;
   const W = canvas.width;
   const H = canvas.height;
+  const [gh, gw] = grid;
   ctx.save();
   ctx.clearRect(0, 0, W, H);
   ctx.imageSmoothingEnabled = true;
-  const showMaps = o.maps !== false && q && k;
-  if (showMaps) ctx.filter = `grayscale(1) brightness(${o.dim ?? 0.55})`;
+  ctx.imageSmoothingQuality = 'high';
   ctx.drawImage(img, 0, 0, W, H);
-  ctx.filter = 'none';
-  const [gh, gw] = grid;
-  if (showMaps) {
-    const small = document.createElement('canvas');
-    small.width = gw;
-    small.height = gh;
-    const sctx = small.getContext('2d')!;
-    const data = sctx.createImageData(gw, gh);
-    const qm = Math.max(1e-12, ...q!);
-    const km = Math.max(1e-12, ...k!);
-    for (let i = 0; i < gw * gh; i++) {
-      const qv = Math.max(0, q![i]) / qm;
-      const kv = Math.max(0, k![i]) / km;
-      data.data[i * 4] = Math.round(255 * qv);
-      data.data[i * 4 + 1] = Math.round(255 * kv);
-      data.data[i * 4 + 2] = Math.round(255 * kv);
-      data.data[i * 4 + 3] = 255;
+  if (o.maps !== false && q && k) {
+    const how = o.normalization ?? 'percentile';
+    const [qs] = mapScales([q], how);
+    const [ks] = mapScales([k], how);
+    const qUp = upsampleGrid(scaleMap(q, qs), gh, gw, H, W);
+    const kUp = upsampleGrid(scaleMap(k, ks), gh, gw, H, W);
+    const data = ctx.getImageData(0, 0, W, H);
+    const px = data.data;
+    const rgb = new Uint8Array(W * H * 3);
+    for (let i = 0; i < W * H; i++) {
+      rgb[i * 3] = px[i * 4];
+      rgb[i * 3 + 1] = px[i * 4 + 1];
+      rgb[i * 3 + 2] = px[i * 4 + 2];
     }
-    sctx.putImageData(data, 0, 0);
-    ctx.globalCompositeOperation = 'lighter';
-    ctx.imageSmoothingEnabled = true;
-    ctx.imageSmoothingQuality = 'high';
-    ctx.drawImage(small, 0, 0, W, H);
-    ctx.globalCompositeOperation = 'source-over';
+    const out = overlayRgb(rgb, W, H, qUp, kUp);
+    for (let i = 0; i < W * H; i++) {
+      px[i * 4] = out[i * 3];
+      px[i * 4 + 1] = out[i * 3 + 1];
+      px[i * 4 + 2] = out[i * 3 + 2];
+      px[i * 4 + 3] = 255;
+    }
+    ctx.putImageData(data, 0, 0);
   }
   const pw = W / gw;
   const ph = H / gh;
@@ -111,12 +125,13 @@ export function hiDpiCanvas(size: number, height = size): HTMLCanvasElement {
 }
 
 /** Colour legend swatches for the overlay. */
-export function overlayLegend(): HTMLElement {
+export function overlayLegend(how: MapNormalization = 'percentile'): HTMLElement {
   const el = document.createElement('div');
   el.className = 'overlay-legend';
   el.innerHTML =
     '<span><i style="background:#e3342f"></i>query map Q(t) = x·u</span>' +
     '<span><i style="background:#17becf"></i>key map K(t) = x·v</span>' +
     '<span><i style="background:#fff;border:1px solid #999"></i>both high</span>';
+  el.title = NORMALIZATION_TEXT[how];
   return el;
 }

@@ -43,9 +43,13 @@ export function fmtSmall(x: number): string {
   return Math.abs(x) < 1e-3 ? x.toExponential(1).replace('-', '−') : fmt(x, 4);
 }
 
+/**
+ * One colour convention with the CLI's figures: positive red, negative blue (ColorBrewer RdBu
+ * ends, as src/report/figures/common.ts and contributions.ts); the query map red, the key map cyan.
+ */
 export const COLORS = {
-  grouping: '#2166ac',
-  context: '#d6604d',
+  positive: '#b2182b',
+  negative: '#2166ac',
   band95: '#9aa5b1',
   band99: '#cfd6de',
   query: '#e3342f',
@@ -53,6 +57,26 @@ export const COLORS = {
   neutral: '#4a5568',
   residual: '#7c3aed',
 };
+
+/** Colour of a signed value (a cosine, a contribution): red positive, blue negative. */
+export const signColour = (v: number): string => (v > 0 ? COLORS.positive : COLORS.negative);
+
+/** A diverging interpolator t ∈ [0, 1] → colour through three stops (negative, zero, positive). */
+export function diverging(neg: string, mid: string, pos: string): (t: number) => string {
+  const rgb = (hex: string) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  const [a, m, b] = [rgb(neg), rgb(mid), rgb(pos)];
+  return (t: number) => {
+    const u = Math.min(1, Math.max(0, t));
+    const [from, to, f] = u < 0.5 ? [a, m, u * 2] : [m, b, (u - 0.5) * 2];
+    const c = from.map((x, i) => Math.round(x + (to[i] - x) * f));
+    return `rgb(${c[0]}, ${c[1]}, ${c[2]})`;
+  };
+}
+
+/** Signed query maps: blue < 0 < red (RdBu, red positive, as the CLI). */
+export const QUERY_SCALE = diverging('#2166ac', '#f7f7f7', '#b2182b');
+/** Signed key maps: purple < 0 < cyan (the key map is cyan everywhere). */
+export const KEY_SCALE = diverging('#762a83', '#f7f7f7', '#0f9fb2');
 
 /** Okabe–Ito, colour-blind safe, for one colour per model. */
 export const MODEL_COLORS = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9', '#000000', '#F0E442'];
@@ -119,8 +143,34 @@ export function errorBox(message: string): HTMLElement {
   return h('div', { class: 'error', role: 'alert' }, message);
 }
 
+/** A number pair that must not wrap inside ("500×375"). */
+export function nowrap(text: string): HTMLElement {
+  return h('span', { class: 'nowrap' }, text);
+}
+
+/** A statistic box (label, big value, small line). */
+export function statBox(label: string, value: string, sub: string, id?: string): HTMLElement {
+  return h('div', { class: 'stat', 'data-testid': id ?? null }, h('div', { class: 'label' }, label), h('div', { class: 'value' }, value), h('div', { class: 'sub' }, sub));
+}
+
+/** Subscript digits: 0 → ₀. */
+export function sub(n: number): string {
+  return String(n)
+    .split('')
+    .map((c) => '₀₁₂₃₄₅₆₇₈₉'[Number(c)] ?? c)
+    .join('');
+}
+
 export function card(title: string | Node, ...body: (Child | Child[])[]): HTMLElement {
   return h('section', { class: 'card' }, h('h2', null, title), ...body);
+}
+
+/** Sets a card's heading: a short title and, below it, the details (long headings do not wrap into the numbers). */
+export function setHeading(panel: HTMLElement, title: string, detail?: string): void {
+  const h2 = panel.querySelector('h2')!;
+  clear(h2);
+  h2.append(title);
+  if (detail) h2.append(h('span', { class: 'detail' }, detail));
 }
 
 export function note(text: string | Node): HTMLElement {

@@ -23,6 +23,14 @@ export interface CompareCurve {
   value: ArrayLike<number>;
   /** Optional per-curve chance band at the curve's own depths, shaded in the curve's colour. */
   band?: CompareBand;
+  /** Drawn dashed and without markers (a reference such as a chance baseline). */
+  dashed?: boolean;
+  /**
+   * A group (e.g. the training objective). With groups, curves of one group share a line style
+   * (solid, dashed, dotted, …), colours restart in each group and the legend lists the curves
+   * under their group's name. Give the curves ordered by group.
+   */
+  group?: string;
 }
 
 export interface CompareInput {
@@ -31,7 +39,7 @@ export interface CompareInput {
   curves: ReadonlyArray<CompareCurve>;
   /** One shared chance band (grey), e.g. for the smallest model's d and H. */
   band?: CompareBand & { depth: ArrayLike<number> };
-  /** Legend text for the band(s); default "95% chance band". */
+  /** Legend text for the band(s), used as given; default "95% chance band" (+ "(per model, its colour)" for per-curve bands). */
   bandLabel?: string;
   /** Values are relative cosines (minus the anisotropy baseline): changes the y title. */
   relative?: boolean;
@@ -77,12 +85,20 @@ export function compareFigure(input: CompareInput): string {
     }
   }
   const finiteYs = ys.filter(Number.isFinite);
-  const colorOf = (k: number) => OKABE_ITO[k % OKABE_ITO.length];
-  // Past 8 curves the colour repeats: vary the symbol with k mod 7 (colour × symbol unique for 56 curves).
-  const symbolOf = (k: number) => (curves.length <= OKABE_ITO.length ? 'circle' : SYMBOLS[k % SYMBOLS.length]);
+  // With groups, a curve is told apart by its group's line style and its colour within the group.
+  const groups = [...new Set(curves.map((c) => c.group).filter((g): g is string => g !== undefined))];
+  const GROUP_DASH = ['', '7,3', '2,2.5', '9,3,2,3'];
+  const within = curves.map((c, k) => curves.slice(0, k).filter((x) => x.group === c.group).length);
+  const groupSize = (g: string | undefined) => curves.filter((c) => c.group === g).length;
+  const colorOf = (k: number) => OKABE_ITO[(groups.length ? within[k] : k) % OKABE_ITO.length];
+  const dashOf = (k: number) => (groups.length ? GROUP_DASH[Math.max(0, groups.indexOf(curves[k].group ?? '')) % GROUP_DASH.length] : '');
+  // Past 8 curves (in a group) the colour repeats: vary the symbol with k mod 7 (colour × symbol unique for 56 curves).
+  const symbolOf = (k: number) =>
+    (groups.length ? groupSize(curves[k].group) : curves.length) <= OKABE_ITO.length ? 'circle' : SYMBOLS[(groups.length ? within[k] : k) % SYMBOLS.length];
 
   const yLabel = input.yLabel ?? (input.relative ? 'relative σ-weighted cosine (layer mean − anisotropy baseline)' : 'σ-weighted cosine (layer mean)');
   const bandLabel = input.bandLabel ?? '95% chance band';
+  const bandText = input.bandLabel ?? (curveBands.length && !shared.length ? `${bandLabel} (per model, its colour)` : bandLabel);
   const pw = input.width ?? 560;
   const ph = input.height ?? 340;
   const marginLeft = 64;
@@ -99,12 +115,14 @@ export function compareFigure(input: CompareInput): string {
     if (b.length) marks.push(Plot.areaY(b, { x: 'depth', y1: 'lo', y2: 'hi', fill: colorOf(k), fillOpacity: 0.12 }));
   });
   marks.push(Plot.ruleY([0], { stroke: '#444', strokeWidth: 0.8 }));
-  curves.forEach((_, k) => {
+  curves.forEach((c, k) => {
     const p = pts.filter((q) => q.k === k && Number.isFinite(q.value));
-    marks.push(
-      Plot.line(p, { x: 'depth', y: 'value', stroke: colorOf(k), strokeWidth: 1.6 }),
-      Plot.dot(p, { x: 'depth', y: 'value', fill: colorOf(k), stroke: 'white', strokeWidth: 0.5, r: 3.2, symbol: symbolOf(k) }),
-    );
+    if (c.dashed) marks.push(Plot.line(p, { x: 'depth', y: 'value', stroke: colorOf(k), strokeWidth: 1.6, strokeDasharray: '5,3' }));
+    else
+      marks.push(
+        Plot.line(p, { x: 'depth', y: 'value', stroke: colorOf(k), strokeWidth: 1.6, ...(dashOf(k) ? { strokeDasharray: dashOf(k) } : {}) }),
+        Plot.dot(p, { x: 'depth', y: 'value', fill: colorOf(k), stroke: 'white', strokeWidth: 0.5, r: 3.2, symbol: symbolOf(k) }),
+      );
   });
   const [y0, y1] = [Math.min(...finiteYs), Math.max(...finiteYs)];
   const pad = 0.05 * Math.max(1e-3, y1 - y0);
@@ -128,9 +146,15 @@ export function compareFigure(input: CompareInput): string {
   let ly = 0;
   curves.forEach((c, k) => {
     const col = colorOf(k);
+    if (c.group !== undefined && (k === 0 || curves[k - 1].group !== c.group)) {
+      if (k > 0) ly += 4;
+      rows.push(svgText(0, ly, c.group, { size: fs, baseline: 'middle', fill: '#111', weight: 'bold' }));
+      ly += rowH;
+    }
+    const dash = c.dashed ? '5,3' : dashOf(k);
     rows.push(
-      `<line x1="0" y1="${num(ly)}" x2="22" y2="${num(ly)}" stroke="${col}" stroke-width="1.6"/>`,
-      markerSvg(symbolOf(k), 11, ly, col),
+      `<line x1="0" y1="${num(ly)}" x2="22" y2="${num(ly)}" stroke="${col}" stroke-width="1.6"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`,
+      c.dashed ? '' : markerSvg(symbolOf(k), 11, ly, col),
       svgText(30, ly, c.label, { size: fs, baseline: 'middle', fill: '#111' }),
     );
     ly += rowH;
@@ -141,11 +165,11 @@ export function compareFigure(input: CompareInput): string {
     const op = shared.length ? 0.3 : 0.12;
     rows.push(
       `<rect x="0" y="${num(ly - 6)}" width="22" height="12" fill="${fill}" fill-opacity="${op}"/>`,
-      svgText(30, ly, curveBands.length && !shared.length ? `${bandLabel} (per model, its colour)` : bandLabel, { size: fs, baseline: 'middle', fill: '#111' }),
+      svgText(30, ly, bandText, { size: fs, baseline: 'middle', fill: '#111' }),
     );
     ly += rowH;
   }
-  const legendW = 30 + Math.max(...curves.map((c) => textWidth(c.label, fs)), textWidth(bandLabel + ' (per model, its colour)', fs) * (curveBands.length && !shared.length ? 1 : 0), textWidth(bandLabel, fs));
+  const legendW = 30 + Math.max(...curves.map((c) => textWidth(c.label, fs)), ...groups.map((g) => textWidth(g, fs, true) - 30), textWidth(bandText, fs) * (shared.length || curveBands.length ? 1 : 0), textWidth(bandLabel, fs));
 
   const margin = 12;
   const head = titleBlock(input.title, input.subtitle, margin);

@@ -5,10 +5,15 @@
  *   - the per-mode 95 % chance band for random unit vectors as a grey band, and a zero rule,
  *   - σ_n / σ_max as a line on the right-hand axis (0…1, drawn over the same panel height),
  * and is titled `L{l} H{h}  C̄={σ-weighted cosine}`. Only the outer panels carry axes.
- * Rendered as one faceted Plot, so 12×12 (ViT-B) or 32×16 (ViT-H) grids stay consistent.
+ *
+ * Written as plain SVG rather than through Observable Plot: a ViT-H has 512 panels and ~40 000
+ * dots, which Plot renders as one DOM element each (seconds in linkedom, then seconds more in
+ * librsvg). Here every mark type is ONE <path> for the whole grid (bands, zero rules, σ lines,
+ * frames, ticks) and the dots are zero-length round-capped segments of one path, so the SVG
+ * is a few hundred kB and rasterises in a fraction of the time. The geometry is Plot's
+ * (same panel size, gaps, insets and tick positions), so the figure looks as before.
  */
-import * as Plot from '@observablehq/plot';
-import { FigureBuilder, OKABE_ITO, num, plotPanel, svgText, textWidth, titleBlock } from '../plot.js';
+import { FigureBuilder, OKABE_ITO, num, svgText, textWidth, titleBlock } from '../svg.js';
 import { minusFormat } from './common.js';
 
 export interface HeadsPanelInput {
@@ -35,36 +40,22 @@ export interface HeadsInput {
 const DOT = OKABE_ITO[0]; // blue
 const SIGMA = OKABE_ITO[1]; // vermillion
 const BAND = '#b3b3b3';
+const AXIS_FONT = 9;
+/** Plot's default insets of the x and y ranges inside each panel (px). */
+const INSET_X = 3;
+const INSET_Y = 2;
 
-interface Dot {
-  layer: number;
-  head: number;
-  n: number;
-  c: number;
-}
-interface SigmaPt {
-  layer: number;
-  head: number;
-  n: number;
-  s: number;
-}
-interface BandRow {
-  layer: number;
-  head: number;
-  lo: number;
-  hi: number;
-  title: string;
+/** One decimal: 0.05 px at the PNG's 2× scale is invisible, and it halves the SVG. */
+function c1(x: number): string {
+  const r = Math.round(x * 10) / 10;
+  return String(Object.is(r, -0) ? 0 : r);
 }
 
 export function headsFigure(input: HeadsInput): string {
   if (input.layers.length === 0) throw new Error('headsFigure: no layers');
-  const dots: Dot[] = [];
-  const sig: SigmaPt[] = [];
-  const bands: BandRow[] = [];
   const layerSet = new Set<number>();
   const headSet = new Set<number>();
   let nModes = 1;
-  const fmt = minusFormat(2);
   for (const { layer, heads } of input.layers) {
     layerSet.add(layer);
     for (const h of heads) {
@@ -72,25 +63,12 @@ export function headsFigure(input: HeadsInput): string {
       const n = h.cosine.length;
       if (h.sigma.length !== n) throw new Error(`headsFigure: L${layer} H${h.head} has ${h.sigma.length} σ but ${n} cosines`);
       nModes = Math.max(nModes, n);
-      let smax = 0;
-      for (let i = 0; i < n; i++) smax = Math.max(smax, Math.abs(h.sigma[i]));
-      for (let i = 0; i < n; i++) {
-        if (Number.isFinite(h.cosine[i])) dots.push({ layer, head: h.head, n: i, c: h.cosine[i] });
-        // σ/σ_max ∈ [0, 1] drawn on the panel's −1…1 scale: y = 2·σ/σ_max − 1.
-        if (smax > 0) sig.push({ layer, head: h.head, n: i, s: (2 * h.sigma[i]) / smax - 1 });
-      }
-      const w = h.weightedCosine;
-      bands.push({
-        layer,
-        head: h.head,
-        lo: h.band95.lo,
-        hi: h.band95.hi,
-        title: `L${layer} H${h.head}  C̄=${Number.isFinite(w) ? fmt(w) : 'n/a'}`,
-      });
     }
   }
   const layers = [...layerSet].sort((a, b) => a - b);
   const heads = [...headSet].sort((a, b) => a - b);
+  const row = new Map(layers.map((l, i) => [l, i]));
+  const col = new Map(heads.map((h, i) => [h, i]));
   const nL = layers.length;
   const nH = heads.length;
   const pw = input.panelWidth ?? 104;
@@ -104,58 +82,103 @@ export function headsFigure(input: HeadsInput): string {
   const plotW = marginLeft + marginRight + nH * pw + (nH - 1) * gapX;
   const plotH = marginTop + marginBottom + nL * ph + (nL - 1) * gapY;
   const dotR = nModes > 48 ? 1.2 : nModes > 24 ? 1.5 : 2;
+  const lastMode = Math.max(1, nModes - 1);
   const xTicks = modeTicks(nModes);
-  const axisFont = 9;
+  const fmt = minusFormat(2);
 
-  const plot = plotPanel({
-    width: plotW,
-    height: plotH,
-    marginLeft,
-    marginRight,
-    marginTop,
-    marginBottom,
-    fx: { domain: heads, paddingInner: gapX / (pw + gapX), paddingOuter: 0, axis: null },
-    fy: { domain: layers, paddingInner: gapY / (ph + gapY), paddingOuter: 0, axis: null },
-    x: { domain: [0, Math.max(1, nModes - 1)], inset: 3 },
-    y: { domain: [-1, 1], inset: 2 },
-    marks: [
-      Plot.rect(bands, { fx: 'head', fy: 'layer', y1: 'lo', y2: 'hi', fill: BAND, fillOpacity: 0.5 }),
-      Plot.ruleY([0], { stroke: '#555', strokeWidth: 0.6 }),
-      Plot.line(sig, { fx: 'head', fy: 'layer', x: 'n', y: 's', stroke: SIGMA, strokeWidth: 1.1 }),
-      Plot.dot(dots, { fx: 'head', fy: 'layer', x: 'n', y: 'c', r: dotR, fill: DOT, stroke: 'none' }),
-      Plot.frame({ stroke: '#8c8c8c', strokeWidth: 0.6 }),
-      Plot.text(bands, {
-        fx: 'head',
-        fy: 'layer',
-        text: 'title',
-        frameAnchor: 'top-left',
-        textAnchor: 'start',
-        lineAnchor: 'bottom',
-        dy: -3,
-        fontSize: 8.5,
-      }),
-      Plot.axisY({
-        anchor: 'left',
-        ticks: [-1, 0, 1],
-        tickSize: 3,
-        tickFormat: minusFormat(0),
-        fontSize: axisFont,
-        label: null,
-      }),
-      Plot.axisY({
-        anchor: 'right',
-        ticks: [-1, 0, 1],
-        tickSize: 3,
-        tickFormat: (v: number) => minusFormat(1, true)((v + 1) / 2),
-        fontSize: axisFont,
-        color: SIGMA,
-        label: null,
-      }),
-      Plot.axisX({ anchor: 'bottom', ticks: xTicks, tickSize: 3, tickFormat: (v: number) => String(v), fontSize: axisFont, label: null }),
-    ],
-  });
+  // Panel geometry in the grid group's coordinates (its origin is the plot's top-left corner).
+  const left = (c: number) => marginLeft + c * (pw + gapX);
+  const top = (r: number) => marginTop + r * (ph + gapY);
+  const xAt = (x0: number, n: number) => x0 + INSET_X + ((pw - 2 * INSET_X) * n) / lastMode;
+  const yAt = (y0: number, v: number) => y0 + INSET_Y + ((ph - 2 * INSET_Y) * (1 - v)) / 2; // v ∈ [−1, 1]
 
-  // Outer axis titles (Plot would repeat them on every facet or place them off-centre).
+  const bands: string[] = [];
+  const rules: string[] = [];
+  const lines: string[] = [];
+  const dots: string[] = [];
+  const frames: string[] = [];
+  const titles: string[] = [];
+  for (const { layer, heads: hs } of input.layers) {
+    const y0 = top(row.get(layer)!);
+    for (const h of hs) {
+      const x0 = left(col.get(h.head)!);
+      const n = h.cosine.length;
+      const lo = yAt(y0, h.band95.hi);
+      bands.push(`M${c1(x0)},${c1(lo)}h${pw}v${c1(yAt(y0, h.band95.lo) - lo)}h-${pw}z`);
+      rules.push(`M${c1(x0)},${c1(yAt(y0, 0))}h${pw}`);
+      let line = '';
+      let dot = '';
+      let smax = 0;
+      for (let i = 0; i < n; i++) if (Number.isFinite(h.sigma[i])) smax = Math.max(smax, Math.abs(h.sigma[i]));
+      // σ/σ_max ∈ [0, 1] drawn on the panel's −1…1 scale (y = 2·σ/σ_max − 1); a non-finite σ breaks the line.
+      if (smax > 0) {
+        let pen = 'M';
+        for (let i = 0; i < n; i++) {
+          const s = (2 * h.sigma[i]) / smax - 1;
+          if (!Number.isFinite(s)) {
+            pen = 'M';
+            continue;
+          }
+          line += `${pen}${c1(xAt(x0, i))},${c1(yAt(y0, s))}`;
+          pen = 'L';
+        }
+      }
+      for (let i = 0; i < n; i++) {
+        const c = h.cosine[i];
+        if (Number.isFinite(c)) dot += `M${c1(xAt(x0, i))},${c1(yAt(y0, c))}h0`;
+      }
+      if (line) lines.push(`<path d="${line}"/>`);
+      if (dot) dots.push(`<path d="${dot}"/>`);
+      frames.push(`M${x0},${y0}h${pw}v${ph}h-${pw}z`);
+      const w = h.weightedCosine;
+      titles.push(svgText(x0, y0 - 3, `L${layer} H${h.head}  C̄=${Number.isFinite(w) ? fmt(w) : 'n/a'}`));
+    }
+  }
+
+  // Axes on the outer panels: left (cosine) on the first column, right (σ/σ_max) on the last, x on the bottom row.
+  const axisTicks: string[] = [];
+  const sigmaTicks: string[] = [];
+  const axisLabels: string[] = [];
+  const sigmaLabels: string[] = [];
+  const yTick = minusFormat(0);
+  const sTick = minusFormat(1, true);
+  for (let r = 0; r < nL; r++) {
+    const y0 = top(r);
+    const xl = left(0);
+    const xr = left(nH - 1) + pw;
+    for (const v of [-1, 0, 1]) {
+      const y = c1(yAt(y0, v));
+      axisTicks.push(`M${xl},${y}h-3`);
+      axisLabels.push(`<text x="${xl - 9}" y="${y}" dy="0.32em">${yTick(v)}</text>`);
+      sigmaTicks.push(`M${xr},${y}h3`);
+      sigmaLabels.push(`<text x="${xr + 9}" y="${y}" dy="0.32em">${sTick((v + 1) / 2)}</text>`);
+    }
+  }
+  const xLabels: string[] = [];
+  const yb = top(nL - 1) + ph;
+  for (let c = 0; c < nH; c++) {
+    for (const t of xTicks) {
+      const x = c1(xAt(left(c), t));
+      axisTicks.push(`M${x},${yb}v3`);
+      xLabels.push(`<text x="${x}" y="${yb + 9}" dy="0.71em">${t}</text>`);
+    }
+  }
+
+  const grid =
+    `<path d="${bands.join('')}" fill="${BAND}" fill-opacity="0.5"/>` +
+    `<path d="${rules.join('')}" stroke="#555" stroke-width="0.6" fill="none"/>` +
+    `<g stroke="${SIGMA}" stroke-width="1.1" stroke-linejoin="round" stroke-linecap="round" fill="none">${lines.join('')}</g>` +
+    // Zero-length round-capped segments: a dot of diameter stroke-width each (SVG 1.1 §11.4).
+    `<g stroke="${DOT}" stroke-width="${num(2 * dotR)}" stroke-linecap="round" fill="none">${dots.join('')}</g>` +
+    `<path d="${frames.join('')}" stroke="#8c8c8c" stroke-width="0.6" fill="none"/>` +
+    `<g font-size="8.5">${titles.join('')}</g>` +
+    `<path d="${axisTicks.join('')}" stroke="black" fill="none"/>` +
+    `<path d="${sigmaTicks.join('')}" stroke="${SIGMA}" fill="none"/>` +
+    `<g font-size="${AXIS_FONT}" font-variant="tabular-nums" text-anchor="end">${axisLabels.join('')}</g>` +
+    `<g font-size="${AXIS_FONT}" font-variant="tabular-nums" fill="${SIGMA}">${sigmaLabels.join('')}</g>` +
+    `<g font-size="${AXIS_FONT}" font-variant="tabular-nums" text-anchor="middle">${xLabels.join('')}</g>`;
+
+  // Outer axis titles, centred on the grid of panels.
   const margin = 12;
   const head = titleBlock(input.title, input.subtitle, margin);
   const legend = legendRow(plotW, margin);
@@ -165,7 +188,7 @@ export function headsFigure(input: HeadsInput): string {
   const gridH = nL * ph + (nL - 1) * gapY;
   const gridLeft = margin + marginLeft;
   const gridW = nH * pw + (nH - 1) * gapX;
-  fig.add(plot, margin, plotY);
+  fig.raw(`<g transform="translate(${margin},${num(plotY)})">${grid}</g>`);
   fig.raw(svgText(margin + 14, gridTop + gridH / 2, 'cosine c = u·v', { size: 11, anchor: 'middle', rotate: -90 }));
   fig.raw(
     svgText(margin + plotW - 12, gridTop + gridH / 2, 'σ / max σ (line)', { size: 11, anchor: 'middle', rotate: 90, fill: SIGMA }),

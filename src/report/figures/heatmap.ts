@@ -1,9 +1,10 @@
 /**
  * Layer × head heat map of a per-head score (by default the σ-weighted cosine
  * C = Σ σ_n c_n / Σ σ_n, METHOD.md §3): one cell per head, diverging colours centred at 0.
+ * Plain SVG in the layout Observable Plot gave it (band scales without padding, cells inset by
+ * 0.5 px, the same tick and label offsets), so drawing it loads neither Plot nor a DOM.
  */
-import * as Plot from '@observablehq/plot';
-import { FigureBuilder, plotPanel, svgText, textWidth, titleBlock } from '../plot.js';
+import { FigureBuilder, num, svgText, textWidth, titleBlock } from '../svg.js';
 import { clamp, colorbarPanel, divergingColor, minusFormat, symmetricLimit, tickSubset } from './common.js';
 
 export interface HeatmapInput {
@@ -54,68 +55,47 @@ export function heatmapFigure(input: HeatmapInput): string {
   const color = divergingColor(limit);
   const fmt = minusFormat(2);
   const dark = (c: Cell) => Math.abs(c.value) > 0.6 * limit;
+  const cx = (h: number) => marginLeft + h * cellW; // left edge of column h
+  const cy = (l: number) => marginTop + l * cellH; // top edge of row l
 
-  const marks: Plot.Markish[] = [
-    // Grey under every cell, visible where the value is NaN.
-    Plot.cell(cells, { x: 'head', y: 'layer', fill: '#d9d9d9', inset: 0.5 }),
-    Plot.cell(finite, { x: 'head', y: 'layer', fill: 'value', inset: 0.5 }),
-  ];
+  // Grey under every cell (visible where the value is NaN), then the coloured cells.
+  const grey = cells.map((c) => `M${cx(c.head) + 0.5},${cy(c.layer) + 0.5}h${cellW - 1}v${cellH - 1}h-${cellW - 1}z`).join('');
+  const coloured = finite
+    .map((c) => `<rect x="${cx(c.head) + 0.5}" y="${cy(c.layer) + 0.5}" width="${cellW - 1}" height="${cellH - 1}" fill="${color(c.value)}"/>`)
+    .join('');
+  const parts = [`<path d="${grey}" fill="#d9d9d9"/>`, coloured];
   if (showValues) {
-    const fontSize = 9;
-    marks.push(
-      Plot.text(finite.filter((c) => !dark(c)), { x: 'head', y: 'layer', text: (c: Cell) => fmt(c.value), fill: 'black', fontSize }),
-      Plot.text(finite.filter(dark), { x: 'head', y: 'layer', text: (c: Cell) => fmt(c.value), fill: 'white', fontSize }),
-      Plot.text(
-        cells.filter((c) => !Number.isFinite(c.value)),
-        { x: 'head', y: 'layer', text: () => 'n/a', fill: '#555', fontSize },
-      ),
+    const text = (list: Cell[], fill: string, label: (c: Cell) => string) =>
+      `<g font-size="9" fill="${fill}">${list
+        .map((c) => `<text x="${num(cx(c.head) + cellW / 2)}" y="${num(cy(c.layer) + cellH / 2)}" dy="0.32em">${label(c)}</text>`)
+        .join('')}</g>`;
+    parts.push(
+      text(finite.filter((c) => !dark(c)), 'black', (c) => fmt(c.value)),
+      text(finite.filter(dark), 'white', (c) => fmt(c.value)),
+      text(cells.filter((c) => !Number.isFinite(c.value)), '#555', () => 'n/a'),
     );
   }
-  const heads = Array.from({ length: H }, (_, i) => i);
-  const layers = Array.from({ length: L }, (_, i) => i);
-  const plot = plotPanel({
-    width: plotW,
-    height: plotH,
-    marginLeft,
-    marginRight,
-    marginTop,
-    marginBottom,
-    x: {
-      type: 'band',
-      domain: heads,
-      padding: 0,
-      ticks: cellW >= 18 ? heads : tickSubset(H, Math.floor((H * cellW) / 20)),
-      tickSize: 0,
-      label: 'head (0-based)',
-      labelAnchor: 'center',
-      labelArrow: 'none',
-      labelOffset: 32,
-    },
-    y: {
-      type: 'band',
-      domain: layers,
-      padding: 0,
-      ticks: cellH >= 12 ? layers : tickSubset(L, Math.floor((L * cellH) / 12)),
-      tickSize: 0,
-      label: 'layer (0-based)',
-      labelAnchor: 'center',
-      labelArrow: 'none',
-      labelOffset: 40,
-    },
-    color,
-    marks,
-  });
+  const xTicks = cellW >= 18 ? Array.from({ length: H }, (_, i) => i) : tickSubset(H, Math.floor((H * cellW) / 20));
+  const yTicks = cellH >= 12 ? Array.from({ length: L }, (_, i) => i) : tickSubset(L, Math.floor((L * cellH) / 12));
+  const gridBottom = cy(L);
+  parts.push(
+    `<g text-anchor="end">${yTicks.map((l) => `<text x="${marginLeft - 9}" y="${num(cy(l) + cellH / 2)}" dy="0.32em">${l}</text>`).join('')}</g>`,
+    `<g>${xTicks.map((h) => `<text x="${num(cx(h) + cellW / 2)}" y="${gridBottom + 9}" dy="0.71em">${h}</text>`).join('')}</g>`,
+    `<text transform="translate(${marginLeft - 40},${num(marginTop + (L * cellH) / 2)}) rotate(-90)" dy="0.71em">layer (0-based)</text>`,
+    `<text x="${num(marginLeft + (H * cellW) / 2)}" y="${gridBottom + 32}">head (0-based)</text>`,
+  );
+  const plot = `<g text-anchor="middle" font-variant="tabular-nums">${parts.join('')}</g>`;
 
   const margin = 12;
   const head = titleBlock(input.title, input.subtitle, margin);
   const barW = clamp(Math.round(H * cellW * 0.6), 220, 360);
-  const bar = colorbarPanel(color, label, barW);
+  const bar = colorbarPanel(color, [-limit, limit], label, barW);
   const fig = new FigureBuilder().raw(head.body);
   // Centred over the cells; the bar's own 14 px inner margin lines its left end up with them.
   const barX = margin + marginLeft - 14 + Math.max(0, (H * cellW - (barW - 28)) / 2);
-  fig.add(bar, barX, head.height);
+  fig.raw(`<g transform="translate(${num(barX)},${num(head.height)})">${bar.body}</g>`);
   const plotY = head.height + bar.height + 6;
-  fig.add(plot, margin, plotY);
+  fig.raw(`<g transform="translate(${margin},${num(plotY)})">${plot}</g>`);
   let bottom = plotY + plotH;
   if (finite.length < cells.length) {
     bottom += 4;

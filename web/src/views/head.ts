@@ -1,13 +1,13 @@
 /** Head view: singular spectrum, per-mode cosines with the chance band, key salience, modes. */
 import * as Plot from '@observablehq/plot';
-import { api, type HeadDetail, type ModeRow } from '../api.js';
-import type { ViewContext } from '../main.js';
-import { COLORS, card, clear, fmt, fmtSigned, h, href, note, onMarkClick } from '../ui.js';
+import type { ViewContext } from '../context.js';
+import type { HeadDetail, ModeRow } from '../data.js';
+import { COLORS, card, clear, fmt, fmtSigned, h, href, note, onMarkClick, signColour, statBox } from '../ui.js';
 
 type HeadRoute = { run: string; layer: number; head: number };
 
 export async function renderHead(ctx: ViewContext, r: HeadRoute): Promise<void> {
-  const d = await api.head(r.run, r.layer, r.head);
+  const d = await ctx.data.head(r.run, r.layer, r.head);
   if (!ctx.alive()) return;
   ctx.setCrumbs([
     ['Models', href({ view: 'models' })],
@@ -40,7 +40,8 @@ export async function renderHead(ctx: ViewContext, r: HeadRoute): Promise<void> 
         layerSel,
         headSel,
         h('a', { class: 'btn', href: flat < L * H - 1 ? href(at(flat + 1)) : null, 'aria-disabled': flat === L * H - 1 ? 'true' : null }, 'next head →'),
-        h('a', { class: 'btn primary', href: href({ view: 'image', run: r.run, layer: d.layer, head: d.head, mode: 0, sign: 1 }) }, 'Image view →'),
+        // Text runs have no image views.
+        d.modality === 'vision' && ctx.data.live ? h('a', { class: 'btn primary', href: href({ view: 'image', run: r.run, layer: d.layer, head: d.head, mode: 0, sign: 1 }) }, 'Image view →') : null,
       ),
     ),
     h(
@@ -49,7 +50,7 @@ export async function renderHead(ctx: ViewContext, r: HeadRoute): Promise<void> 
       stat('σ-weighted cosine', fmtSigned(d.weighted_cosine), `95 % chance ${fmt(d.weighted_band95.lo)} … ${fmt(d.weighted_band95.hi)}${inBand ? ' (inside)' : ''}`, 'stat-weighted'),
       stat('plain mean cosine', fmtSigned(d.mean_cosine), `${d.dims.head_dim} modes`),
       stat('depth l/(L−1)', fmt(d.depth, 2), `of ${L} layers`),
-      stat('key salience ‖s‖/√dₕ', fmt(d.salience_norm / Math.sqrt(d.dims.head_dim)), `σ₁/√dₕ = ${fmt(d.modes[0]?.sigma_scaled ?? NaN)}`),
+      stat('key salience ‖s‖/√dₕ', fmt(d.salience_norm / Math.sqrt(d.dims.head_dim)), `σ₀/√dₕ = ${fmt(d.modes[0]?.sigma_scaled ?? NaN)} (mode 0, the largest)`),
     ),
   );
 
@@ -64,19 +65,17 @@ export async function renderHead(ctx: ViewContext, r: HeadRoute): Promise<void> 
   spectrum.append(spectrumChart(d, w), note('Bars: σₙ/√dₕ, the logit a query with feature (x·uₙ) = 1 gets from a key with (vₙ·x) = 1. Colour: the mode’s cosine sign.'));
   cosines.append(cosineChart(d, r.run, w), legendRow(), note('Grey bands: 95 % and 99 % chance range of uₙ·vₙ for random unit vectors in R^d; dashed: the head’s σ-weighted mean. Click a dot to open the mode.'));
   salience.append(...salienceBlock(d, w));
-  list.append(modeTable(d, r.run));
+  list.append(modeTable(d, r.run, d.modality === 'vision' && ctx.data.live));
 }
 
-function stat(label: string, value: string, sub: string, id?: string): HTMLElement {
-  return h('div', { class: 'stat', 'data-testid': id ?? null }, h('div', { class: 'label' }, label), h('div', { class: 'value' }, value), h('div', { class: 'sub' }, sub));
-}
+const stat = statBox;
 
 function legendRow(): HTMLElement {
   return h(
     'div',
     { class: 'legend-row' },
-    h('span', null, h('i', { style: `background:${COLORS.grouping}` }), 'grouping (c > 0)'),
-    h('span', null, h('i', { style: `background:${COLORS.context}` }), 'contextual (c ≤ 0)'),
+    h('span', null, h('i', { style: `background:${COLORS.positive}` }), 'grouping (c > 0)'),
+    h('span', null, h('i', { style: `background:${COLORS.negative}` }), 'contextual (c ≤ 0)'),
     h('span', null, h('i', { style: `background:${COLORS.band95}` }), '95 % chance'),
     h('span', null, h('i', { style: `background:${COLORS.band99}` }), '99 % chance'),
   );
@@ -87,7 +86,6 @@ function modeTicks(n: number): number[] {
   return Array.from({ length: Math.ceil(n / step) }, (_, i) => i * step);
 }
 
-const signColour = (c: number) => (c > 0 ? COLORS.grouping : COLORS.context);
 
 function spectrumChart(d: HeadDetail, width: number): Element {
   return Plot.plot({
@@ -177,7 +175,7 @@ function salienceBlock(d: HeadDetail, width: number): Node[] {
   return out;
 }
 
-function modeTable(d: HeadDetail, run: string): HTMLElement {
+function modeTable(d: HeadDetail, run: string, images: boolean): HTMLElement {
   const b = d.chance.mode95;
   return h(
     'div',
@@ -204,8 +202,8 @@ function modeTable(d: HeadDetail, run: string): HTMLElement {
               'td',
               { class: 'links' },
               h('a', { href: href({ view: 'mode', run, layer: d.layer, head: d.head, mode: m.mode }), class: 'mode-link' }, m.has_images ? 'top images' : 'mode'),
-              ' · ',
-              h('a', { href: href({ view: 'image', run, layer: d.layer, head: d.head, mode: m.mode, sign: 1 }) }, 'on an image'),
+              images ? ' · ' : null,
+              images ? h('a', { href: href({ view: 'image', run, layer: d.layer, head: d.head, mode: m.mode, sign: 1 }) }, 'on an image') : null,
             ),
           );
         }),

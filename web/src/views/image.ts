@@ -5,10 +5,10 @@
  * parts add up to the model's logits (the residual is shown).
  */
 import * as Plot from '@observablehq/plot';
-import { ApiError, api, type Decomposition, type HeadDetail, type Maps } from '../api.js';
-import type { ViewContext } from '../main.js';
-import { drawOverlay, hiDpiCanvas, loadImage, overlayLegend, patchAt } from '../overlay.js';
-import { COLORS, card, clear, errorBox, fmt, fmtSigned, fmtSmall, h, href, note, onMarkClick, type Route } from '../ui.js';
+import type { ViewContext } from '../context.js';
+import { ApiError, errorText, type Decomposition, type HeadDetail, type ImageModes, type Maps } from '../data.js';
+import { NORMALIZATION_TEXT, drawOverlay, hiDpiCanvas, loadImage, overlayLegend, patchAt } from '../overlay.js';
+import { COLORS, KEY_SCALE, QUERY_SCALE, card, clear, errorBox, fmt, fmtSigned, fmtSmall, h, href, note, nowrap, onMarkClick, setHeading, signColour, sub, type Route } from '../ui.js';
 
 type ImageRoute = Extract<Route, { view: 'image' }>;
 
@@ -16,17 +16,43 @@ interface State extends ImageRoute {
   key?: number; // selected key token (absolute index) for the decomposition
 }
 
-const CANVAS = 280;
+/** The input canvas's largest size (CSS shrinks it to its panel). */
+const CANVAS = 440;
 
 export async function renderImage(ctx: ViewContext, route: ImageRoute): Promise<(r: Route) => boolean> {
-  const runs = (await api.runs()).runs;
+  const data = ctx.data;
+  const runs = (await data.runs()).runs;
   const run = runs.find((x) => x.id === route.run);
-  if (!run) throw new ApiError(404, `no run ${route.run}`);
+  if (!run) throw new ApiError(404, `no run "${route.run}" under RUNS_DIR`);
+  if (run.modality !== 'vision' || !data.live) {
+    ctx.setCrumbs([
+      ['Models', href({ view: 'models' })],
+      [run.label, href({ view: 'head', run: run.id, layer: 0, head: 0 })],
+      ['Image', null],
+    ]);
+    clear(ctx.root);
+    ctx.root.append(
+      card(
+        'No image view for this run',
+        note(
+          h(
+            'span',
+            { 'data-testid': 'no-image-view' },
+            run.modality !== 'vision' ? `${run.label} is a ${run.modality} model: the image views need a vision transformer. ` : 'This explorer has no live model. ',
+            'Its weights are in the ',
+            h('a', { href: href({ view: 'head', run: run.id, layer: route.layer, head: route.head }) }, 'Head view'),
+            '.',
+          ),
+        ),
+      ),
+    );
+    return () => false;
+  }
   const st: State = { ...route };
   st.layer = Math.min(st.layer, run.dims.layers - 1);
   st.head = Math.min(st.head, run.dims.heads - 1);
   st.mode = Math.min(st.mode, run.dims.head_dim - 1);
-  let head: HeadDetail = await api.head(run.id, st.layer, st.head);
+  let head: HeadDetail = await data.head(run.id, st.layer, st.head);
   if (!ctx.alive()) return () => false;
   const crumbs = () =>
     ctx.setCrumbs([
@@ -59,7 +85,7 @@ export async function renderImage(ctx: ViewContext, route: ImageRoute): Promise<
   const sidebar = h(
     'aside',
     { class: 'sidebar' },
-    card('Image', drop, fileInput, gallerySel, imgMsg),
+    card('Image', drop, fileInput, gallerySel, imgMsg, data.imageNote ? note(data.imageNote) : null),
     card(
       'Head and mode',
       h('div', { class: 'form' }, h('label', null, 'Layer', layerSel), h('label', null, 'Head', headSel), h('label', null, 'Mode', modeSel), h('label', null, 'Sign', signSel)),
@@ -73,7 +99,7 @@ export async function renderImage(ctx: ViewContext, route: ImageRoute): Promise<
   const canvas = hiDpiCanvas(CANVAS);
   canvas.id = 'input-canvas';
   canvas.setAttribute('aria-label', 'the image as the model sees it; click a patch');
-  const inputPanel = card('Input · click a patch', h('div', { class: 'canvas-wrap' }, canvas), overlayLegend());
+  const inputPanel = card('Input · click a patch', h('div', { class: 'canvas-wrap' }, canvas), overlayLegend(), h('p', { class: 'note small' }, `Overlay: ${NORMALIZATION_TEXT.percentile}.`));
   const qPanel = card('Query map Q(t) = x·uₙ');
   const kPanel = card('Key map K(t) = x·vₙ');
   const attPanel = card('Attention of the query patch');
@@ -125,9 +151,16 @@ export async function renderImage(ctx: ViewContext, route: ImageRoute): Promise<
     placeholder.hidden = has;
     main.hidden = !has;
   };
-  const message = (text: string, kind: 'error' | 'info' = 'error') => {
+  const message = (text: string | Node, kind: 'error' | 'info' = 'error') => {
     clear(imgMsg);
-    if (text) imgMsg.append(kind === 'error' ? errorBox(text) : h('p', { class: 'info' }, text));
+    if (text) imgMsg.append(kind === 'error' ? errorBox(typeof text === 'string' ? text : text.textContent ?? '') : h('p', { class: 'info' }, text));
+  };
+  /** "name · 500×375" with the size kept on one line. */
+  const described = (name: string, w: number, hgt: number) => h('span', null, name, ' · ', nowrap(`${w}×${hgt}`));
+  /** The picker shows the image in view when it is one of its images, else nothing. */
+  const syncPicker = () => {
+    const key = st.img && /^f[0-9a-f]{20}$/.test(st.img) ? st.img.slice(1, 17) : '';
+    gallerySel.value = [...gallerySel.options].some((o) => o.value === key) ? key : '';
   };
 
   const redrawCanvas = () => {
@@ -144,12 +177,13 @@ export async function renderImage(ctx: ViewContext, route: ImageRoute): Promise<
     photo = null;
     if (!st.img) return;
     try {
-      const img = await loadImage(api.inputUrl(run.id, st.img));
+      const img = await loadImage(await data.image(run.id, st.img, 'input'));
       if (t !== tokens.img || !ctx.alive()) return;
       photo = img;
       redrawCanvas();
-    } catch {
-      if (t === tokens.img) message('The image is no longer on the server (it restarted?): drop or pick it again.');
+    } catch (e) {
+      // The API's own words (a 404 for an image the server no longer holds says so).
+      if (t === tokens.img) message(errorText(e));
     }
   };
 
@@ -159,7 +193,7 @@ export async function renderImage(ctx: ViewContext, route: ImageRoute): Promise<
     busy(qPanel, 'Running the model…');
     busy(kPanel, '');
     try {
-      const m = await api.maps(run.id, st.img, st.layer, st.head, st.mode, st.sign);
+      const m = await data.imageMaps(run.id, st.img, st.layer, st.head, st.mode, st.sign);
       if (t !== tokens.maps || !ctx.alive()) return;
       maps = m;
       drawMap(qPanel, m, 'q');
@@ -179,14 +213,14 @@ export async function renderImage(ctx: ViewContext, route: ImageRoute): Promise<
     clear(rankBox);
     rankBox.append(h('p', { class: 'loading' }, 'ranking modes…'));
     try {
-      const r = await api.imageModes(run.id, st.img, st.layer, st.head);
+      const r = await data.imageModes(run.id, st.img, st.layer, st.head);
       if (t !== tokens.modes || !ctx.alive()) return;
       clear(rankBox);
-      rankBox.append(rankChart(r.modes, st.mode, (n) => setState({ mode: n })), note('Σᵢⱼ Aᵢⱼ σₙ Qₙ(i) Kₙ(j)/√dₕ over all token pairs: how much each mode adds to the attention this image gets. Click a bar.'));
+      rankBox.append(rankChart(r, st.mode, (n) => setState({ mode: n })), note('Cₙ = Σᵢⱼ Aᵢⱼ σₙ Qₙ(i) Kₙ(j)/√dₕ over all token pairs, as `qkscope contributions`: how much each mode adds to the attention-weighted logits on this image. Rank 0 = largest. Click a bar.'));
     } catch (e) {
       if (t === tokens.modes) {
         clear(rankBox);
-        rankBox.append(errorBox((e as Error).message));
+        rankBox.append(errorBox(errorText(e)));
       }
     }
   };
@@ -204,7 +238,7 @@ export async function renderImage(ctx: ViewContext, route: ImageRoute): Promise<
     }
     busy(attPanel, 'Computing…');
     try {
-      const d = await api.decomposition(run.id, st.img, st.layer, st.head, st.patch, 5);
+      const d = await data.decomposition(run.id, st.img, st.layer, st.head, st.patch, 5);
       if (t !== tokens.dec || !ctx.alive()) return;
       dec = d;
       if (st.key === undefined || st.key >= d.tokens.count) st.key = argmax(d.attention);
@@ -227,8 +261,8 @@ export async function renderImage(ctx: ViewContext, route: ImageRoute): Promise<
     const ps = d.tokens.patch_start;
     const cells = Array.from({ length: gh * gw }, (_, p) => ({ row: Math.floor(p / gw), col: p % gw, patch: p, value: d.attention[ps + p] }));
     clearBody(attPanel);
-    attPanel.querySelector('h2')!.textContent = `Attention · query patch ${d.query.patch} (row ${d.query.row}, col ${d.query.col})`;
-    const plot = gridPlot(cells, { label: 'attention weight Aᵢⱼ (probability, √ scale)', scheme: 'viridis', type: 'sqrt', domain: [0, Math.max(...cells.map((c) => c.value), 1e-9)] }, [
+    setHeading(attPanel, `Attention of query patch ${d.query.patch}`, `row ${d.query.row}, col ${d.query.col}`);
+    const plot = gridPlot(attPanel, cells, { label: 'attention weight Aᵢⱼ (probability, √ scale)', scheme: 'viridis', type: 'sqrt', domain: [0, Math.max(...cells.map((c) => c.value), 1e-9)] }, [
       Plot.cell([{ row: d.query.row, col: d.query.col }], { x: 'col', y: 'row', fill: 'none', stroke: '#ffd400', strokeWidth: 3, inset: 1 }),
       st.key !== undefined && st.key >= ps
         ? Plot.cell([{ row: Math.floor((st.key - ps) / gw), col: (st.key - ps) % gw }], { x: 'col', y: 'row', fill: 'none', stroke: '#7CFC00', strokeWidth: 3, inset: 1 })
@@ -275,7 +309,7 @@ export async function renderImage(ctx: ViewContext, route: ImageRoute): Promise<
     const ps = d.tokens.patch_start;
     const keyName = j < ps ? d.tokens.special[j].toUpperCase() : `patch ${j - ps} (row ${Math.floor((j - ps) / d.tokens.grid[1])}, col ${(j - ps) % d.tokens.grid[1]})`;
     clearBody(decPanel);
-    decPanel.querySelector('h2')!.textContent = `Logit decomposition · query patch ${d.query.patch} → key ${keyName}`;
+    setHeading(decPanel, 'Logit decomposition', `query patch ${d.query.patch} → key ${keyName}`);
     const rows = d.parts.map((p) => ({
       label: p.kind === 'mode' ? `mode ${p.mode} (c ${fmtSigned(d.modes[p.mode!].cosine, 2)})` : p.label,
       kind: p.kind,
@@ -289,9 +323,7 @@ export async function renderImage(ctx: ViewContext, route: ImageRoute): Promise<
     const chartRows = [...rows, { label: 'residual', kind: 'residual', value: residual, weighted: NaN, mode: undefined }];
     const colourOf = (k: string, mode?: number) =>
       k === 'mode'
-        ? d.modes[mode!].cosine > 0
-          ? COLORS.grouping
-          : COLORS.context
+        ? signColour(d.modes[mode!].cosine)
         : k === 'other_modes'
           ? '#8da0b3'
           : k === 'key_salience'
@@ -423,10 +455,12 @@ export async function renderImage(ctx: ViewContext, route: ImageRoute): Promise<
     const lim = Math.max(1e-9, ...vals.map(Math.abs));
     const sgn = m.sign > 0 ? '' : '−';
     clearBody(panel);
-    panel.querySelector('h2')!.textContent = which === 'q' ? `Query map Q(t) = ${sgn}x·u${sub(m.mode)}` : `Key map K(t) = ${sgn}x·v${sub(m.mode)}`;
+    setHeading(panel, which === 'q' ? 'Query map' : 'Key map', which === 'q' ? `Q(t) = ${sgn}x·u${sub(m.mode)}` : `K(t) = ${sgn}x·v${sub(m.mode)}`);
     const plot = gridPlot(
+      panel,
       cells,
-      { label: which === 'q' ? 'Q(t) (LayerNorm units)' : 'K(t) (LayerNorm units)', scheme: which === 'q' ? 'RdBu' : 'BrBG', type: 'diverging', domain: [-lim, lim], reverse: which === 'q' },
+      // Red positive (query) and cyan positive (key), as the overlays and the CLI.
+      { label: which === 'q' ? 'Q(t) (LayerNorm units)' : 'K(t) (LayerNorm units)', interpolate: which === 'q' ? QUERY_SCALE : KEY_SCALE, type: 'diverging', domain: [-lim, lim] },
       st.patch !== undefined ? [Plot.cell([{ row: Math.floor(st.patch / gw), col: st.patch % gw }], { x: 'col', y: 'row', fill: 'none', stroke: '#ffd400', strokeWidth: 3, inset: 1 })] : [],
     );
     plot.setAttribute('data-testid', which === 'q' ? 'query-map' : 'key-map');
@@ -435,13 +469,15 @@ export async function renderImage(ctx: ViewContext, route: ImageRoute): Promise<
   }
 
   function gridPlot(
+    panel: HTMLElement,
     cells: { row: number; col: number; value: number }[],
-    color: { label: string; scheme: string; type: 'linear' | 'sqrt' | 'diverging'; domain: [number, number]; reverse?: boolean },
+    color: { label: string; scheme?: string; interpolate?: (t: number) => string; type: 'linear' | 'sqrt' | 'diverging'; domain: [number, number] },
     extra: (Plot.Markish | null)[],
   ): SVGSVGElement | HTMLElement {
     const gh = Math.max(...cells.map((c) => c.row)) + 1;
     const gw = Math.max(...cells.map((c) => c.col)) + 1;
-    const inner = 236;
+    // As large as the panel allows (the maps are what the view is for).
+    const inner = Math.max(220, Math.min(440, (panel.clientWidth || 320) - 36 - 50));
     const cell = inner / Math.max(gh, gw);
     return Plot.plot({
       width: 40 + gw * cell + 10,
@@ -454,27 +490,29 @@ export async function renderImage(ctx: ViewContext, route: ImageRoute): Promise<
       style: { fontSize: '11px' },
       x: { label: 'Patch column →', tickSize: 0, ticks: ticksFor(gw), labelAnchor: 'center', labelOffset: 30 },
       y: { label: '↓ Patch row', tickSize: 0, ticks: ticksFor(gh), labelAnchor: 'top' },
-      color: { ...color, legend: true, width: 250, tickFormat: color.type === 'diverging' ? '+.2f' : '.2f', ticks: 4 } as Plot.ScaleOptions,
+      // Three significant digits on the √ scale of small probabilities (0.01 0.01 0.02 said nothing).
+      color: { ...color, legend: true, width: 250, tickFormat: color.type === 'diverging' ? '+.2f' : color.type === 'sqrt' ? '.2~r' : '.2f', ticks: 4 } as Plot.ScaleOptions,
       marks: [Plot.cell(cells, { x: 'col', y: 'row', fill: 'value', className: 'main-cells', tip: { format: { fill: color.type === 'diverging' ? '+.4f' : '.4f' } } }), ...extra],
     }) as SVGSVGElement | HTMLElement;
   }
 
   // ---- image sources ------------------------------------------------------------------------
-  const useImage = async (id: string, label: string) => {
+  const useImage = async (id: string, label: Node) => {
     st.img = id;
     st.key = undefined;
-    message(`${label}`, 'info');
+    message(label, 'info');
     showImageState();
     sync();
+    syncPicker();
     await Promise.all([loadPhoto(), refreshMaps(), refreshModes(), refreshDecomp()]);
   };
   const upload = async (file: File) => {
     message(`uploading ${file.name}…`, 'info');
     try {
-      const r = await api.upload(file, file.name);
-      await useImage(r.id, `${file.name} · ${r.width}×${r.height}`);
+      const r = await data.upload(file, file.name);
+      await useImage(r.id, described(file.name, r.width, r.height));
     } catch (e) {
-      message(`${file.name}: ${(e as Error).message}`);
+      message(`${file.name}: ${errorText(e)}`);
     }
   };
   fileInput.addEventListener('change', () => {
@@ -512,19 +550,21 @@ export async function renderImage(ctx: ViewContext, route: ImageRoute): Promise<
     const label = gallerySel.selectedOptions[0]?.textContent ?? key;
     message(`loading ${label}…`, 'info');
     try {
-      const r = await api.pick(run.id, key);
-      await useImage(r.id, `${label} · ${r.width}×${r.height}`);
+      const r = await data.pick(run.id, key);
+      await useImage(r.id, described(label, r.width, r.height));
     } catch (e) {
-      message(`${label}: ${(e as Error).message}`);
+      message(`${label}: ${errorText(e)}`);
     }
   });
-  void api
+  void data
     .gallery(run.id)
     .then((g) => {
       for (const x of g.images) gallerySel.append(h('option', { value: x.key }, `${x.label}${x.source === 'scan' ? ' (scan)' : ''}`));
       if (g.images.length === 0) gallerySel.append(h('option', { value: '', disabled: true }, '(none: start serve with --images DIR)'));
+      if (g.refused) gallerySel.after(note(`${g.refused} scan images are not offered: they lie outside the folders the server may read (${g.refused_hint ?? ''}).`));
+      syncPicker();
     })
-    .catch(() => undefined);
+    .catch((e) => message(`the image list: ${errorText(e)}`));
 
   // ---- controls -----------------------------------------------------------------------------
   async function setState(p: Partial<State>) {
@@ -532,12 +572,13 @@ export async function renderImage(ctx: ViewContext, route: ImageRoute): Promise<
     Object.assign(st, p);
     if (p.patch !== undefined && p.patch !== prev.patch) st.key = undefined;
     if (st.layer !== prev.layer || st.head !== prev.head) {
-      head = await api.head(run!.id, st.layer, st.head);
+      head = await data.head(run!.id, st.layer, st.head);
       if (!ctx.alive()) return;
       st.key = undefined;
     }
     fillModes();
     sync();
+    syncPicker();
     const lh = st.layer !== prev.layer || st.head !== prev.head;
     const jobs: Promise<void>[] = [];
     if (st.img !== prev.img) jobs.push(loadPhoto());
@@ -572,13 +613,6 @@ export async function renderImage(ctx: ViewContext, route: ImageRoute): Promise<
 
 // ---- helpers --------------------------------------------------------------------------------
 
-function sub(n: number): string {
-  return String(n)
-    .split('')
-    .map((c) => '₀₁₂₃₄₅₆₇₈₉'[Number(c)])
-    .join('');
-}
-
 function ticksFor(n: number): number[] {
   const step = n <= 8 ? 1 : n <= 16 ? 2 : n <= 32 ? 4 : 8;
   return Array.from({ length: Math.ceil(n / step) }, (_, i) => i * step);
@@ -603,30 +637,31 @@ function busy(panel: HTMLElement, text: string): void {
 
 function failed(panel: HTMLElement, e: unknown): void {
   clearBody(panel);
-  panel.append(errorBox((e as Error).message));
+  panel.append(errorBox(errorText(e)));
 }
 
-function rankChart(modes: { mode: number; contribution: number; cosine: number }[], current: number, pick: (n: number) => void): Element {
-  const top = [...modes].sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution)).slice(0, 10);
-  const rows = top.map((m) => ({ ...m, label: `mode ${m.mode}` }));
+function rankChart(r: ImageModes, current: number, pick: (n: number) => void): Element {
+  // Ranked as `qkscope contributions` ranks them: largest contribution first (rank 0).
+  const rows = r.modes.slice(0, 10).map((m) => ({ ...m, label: `#${m.rank} mode ${m.mode}` }));
   const plot = Plot.plot({
     width: 250,
     height: 30 + rows.length * 20 + 38,
-    marginLeft: 62,
+    marginLeft: 84,
     marginRight: 12,
     marginBottom: 38,
     style: { fontSize: '11px' },
-    x: { label: 'Contribution (logit) →', grid: true, ticks: 4, labelAnchor: 'center', labelOffset: 30 },
-    y: { label: null, domain: rows.map((r) => r.label) },
+    x: { label: 'Contribution Cₙ (logit) →', grid: true, ticks: 4, labelAnchor: 'center', labelOffset: 30 },
+    y: { label: null, domain: rows.map((x) => x.label) },
     marks: [
       Plot.barX(rows, {
         y: 'label',
         x: 'contribution',
-        fill: (r: { cosine: number }) => (r.cosine > 0 ? COLORS.grouping : COLORS.context),
-        stroke: (r: { mode: number }) => (r.mode === current ? '#111' : 'none'),
+        // Red positive, blue negative, as the CLI's contributions figure.
+        fill: (x: { contribution: number }) => signColour(x.contribution),
+        stroke: (x: { mode: number }) => (x.mode === current ? '#111' : 'none'),
         strokeWidth: 2,
         tip: { format: { fill: false, stroke: false, x: '+.4f' } },
-        channels: { cosine: { value: 'cosine', label: 'cosine' } },
+        channels: { cosine: { value: 'cosine', label: 'cosine' }, share: { value: (x: { share: number }) => `${(100 * x.share).toFixed(1)} %`, label: 'share of Σ|C|' } },
       }),
       Plot.ruleX([0]),
     ],

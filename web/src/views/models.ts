@@ -1,21 +1,15 @@
 /** Models view: the paper's figure over every run, and a layer × head heatmap per model. */
 import * as Plot from '@observablehq/plot';
-import { api, type Anisotropy, type ModelRun } from '../api.js';
-import type { ViewContext } from '../main.js';
+import type { ViewContext } from '../context.js';
+import { errorText, type Anisotropy, type DataSource, type ModelRun } from '../data.js';
 import { MODEL_COLORS, card, clear, fmt, h, href, note, onMarkClick } from '../ui.js';
 
 type Stat = 'weighted' | 'plain';
 
 const state: { stat: Stat; relative: boolean } = { stat: 'weighted', relative: false };
-const anisoCache = new Map<string, Promise<Anisotropy>>();
 
-function anisotropyOf(id: string): Promise<Anisotropy> {
-  let p = anisoCache.get(id);
-  if (!p) {
-    p = api.anisotropy(id).catch((e: Error) => ({ available: false, reason: e.message }));
-    anisoCache.set(id, p);
-  }
-  return p;
+function anisotropyOf(data: DataSource, id: string): Promise<Anisotropy> {
+  return data.anisotropy(id).catch((e: unknown) => ({ available: false, reason: errorText(e) }));
 }
 
 /** Unique legend labels: the model id, with the run id when two runs share a model. */
@@ -27,12 +21,19 @@ function labels(runs: ModelRun[]): Map<string, string> {
 
 export async function renderModels(ctx: ViewContext): Promise<void> {
   ctx.setCrumbs([['Models', null]]);
-  const { runs } = await api.models();
+  const { runs, runs_dir } = await ctx.data.models();
   if (!ctx.alive()) return;
   clear(ctx.root);
   if (runs.length === 0) {
+    const dir = runs_dir.replace(/\/+$/, '') || 'RUNS_DIR';
     ctx.root.append(
-      card('No runs yet', note(h('span', null, 'RUNS_DIR holds no svd run. Create one with ', h('code', null, 'qkscope svd <model> --out RUNS_DIR/<name>'), ' and reload.'))),
+      h('div', { class: 'page-title' }, h('h1', null, 'Models')),
+      card(
+        'No runs yet',
+        h('p', { 'data-testid': 'empty-state' }, h('code', null, runs_dir), ' holds no run. Make one (it appears here within two seconds, no restart needed):'),
+        h('pre', { class: 'commands' }, `# the weights only: singular modes, cosines, chance bands\nqkscope svd MODEL --out ${dir}/NAME\n\n# plus the top images of every mode (the Mode view) and the anisotropy baseline\nqkscope scan MODEL IMAGES --out ${dir}/NAME`),
+        note(h('span', null, 'MODEL is a Hugging Face id (google/vit-base-patch16-224) or a checkpoint folder; IMAGES a folder, list, .tar or .parquet of photos. Then reload this page.')),
+      ),
     );
     return;
   }
@@ -70,14 +71,18 @@ export async function renderModels(ctx: ViewContext): Promise<void> {
   const draw = async () => {
     let aniso: Map<string, Anisotropy> | null = null;
     if (state.relative) {
-      status.textContent = 'computing anisotropy…';
-      const list = await Promise.all(runs.map(async (r) => [r.id, await anisotropyOf(r.id)] as const));
+      status.textContent = 'reading the anisotropy baselines…';
+      const list = await Promise.all(runs.map(async (r) => [r.id, await anisotropyOf(ctx.data, r.id)] as const));
       if (!ctx.alive()) return;
       aniso = new Map(list);
       const missing = list.filter(([, a]) => !a.available);
-      status.textContent = missing.length
-        ? `anisotropy unavailable for ${missing.map(([id]) => names.get(id)).join(', ')}: ${missing[0][1].reason ?? ''}`
-        : `relative to anisotropy (${list.map(([id, a]) => `${names.get(id)}: ${a.source === 'scan' ? 'from the scan' : `${a.images} images`}`).join('; ')})`;
+      const have = list.filter(([, a]) => a.available);
+      status.textContent = [
+        have.length ? `relative to anisotropy: ${have.map(([id, a]) => `${names.get(id)}: ${a.description}`).join('; ')}` : '',
+        missing.length ? `no baseline for ${missing.map(([id, a]) => `${names.get(id)} (${a.reason ?? ''})`).join('; ')}` : '',
+      ]
+        .filter(Boolean)
+        .join(' · ');
     } else status.textContent = '';
     clear(chartBox);
     chartBox.append(curveChart(runs, names, colour, state.stat, aniso, chartBox.clientWidth || 1100));
@@ -110,12 +115,19 @@ function curveChart(runs: ModelRun[], names: Map<string, string>, colour: Map<st
   const rows: CurveRow[] = [];
   for (const r of runs) {
     const a = aniso?.get(r.id);
-    const shift = (l: number) => (a?.available ? (a.layers?.[l]?.value ?? NaN) : aniso ? NaN : 0);
+    // Relative curves come from the server, computed as `qkscope compare --relative` does (band shifted too).
+    const curve = aniso ? (a?.available && a.relative ? a.relative[stat] : null) : r[stat];
     r.depth.forEach((d, l) =>
-      rows.push({ id: r.id, model: names.get(r.id)!, layer: l, layers: r.dims.layers, depth: d, value: r[stat].value[l] - shift(l), lo: r[stat].band95.lo[l], hi: r[stat].band95.hi[l] }),
+      rows.push({ id: r.id, model: names.get(r.id)!, layer: l, layers: r.dims.layers, depth: d, value: curve?.value[l] ?? NaN, lo: curve?.band95.lo[l] ?? NaN, hi: curve?.band95.hi[l] ?? NaN }),
     );
   }
   const shown = rows.filter((r) => Number.isFinite(r.value));
+  const bands = rows.filter((r) => Number.isFinite(r.lo) && Number.isFinite(r.hi));
+  // Headroom: no point sits on the plot's edge.
+  const ys = [...shown.map((r) => r.value), ...bands.flatMap((r) => [r.lo, r.hi]), 0];
+  const y0 = Math.min(...ys);
+  const y1 = Math.max(...ys);
+  const pad = Math.max(0.02, (y1 - y0) * 0.08);
   const domain = runs.map((r) => names.get(r.id)!);
   const yLabel = `${stat === 'weighted' ? 'σ-weighted' : 'plain'} mean cosine${aniso ? ' − anisotropy' : ''} (uₙ·vₙ, unitless)`;
   const plot = Plot.plot({
@@ -125,10 +137,10 @@ function curveChart(runs: ModelRun[], names: Map<string, string>, colour: Map<st
     marginBottom: 44,
     style: { fontSize: '13px' },
     x: { label: 'Normalised depth l/(L−1) →', domain: [0, 1], grid: true, labelAnchor: 'center', labelOffset: 36 },
-    y: { label: `↑ ${yLabel}`, grid: true, tickFormat: '+.2f' },
+    y: { label: `↑ ${yLabel}`, grid: true, tickFormat: '+.2f', domain: [y0 - pad, y1 + pad] },
     color: { domain, range: runs.map((r) => colour.get(r.id)!), legend: true },
     marks: [
-      Plot.areaY(rows, { x: 'depth', y1: 'lo', y2: 'hi', z: 'model', fill: 'model', fillOpacity: 0.13, curve: 'monotone-x' }),
+      Plot.areaY(bands, { x: 'depth', y1: 'lo', y2: 'hi', z: 'model', fill: 'model', fillOpacity: 0.13, curve: 'monotone-x' }),
       Plot.ruleY([0], { stroke: '#333', strokeOpacity: 0.6 }),
       Plot.lineY(shown, { x: 'depth', y: 'value', z: 'model', stroke: 'model', strokeWidth: 2.2 }),
       Plot.dot(shown, {
@@ -169,7 +181,8 @@ function heatmapCard(r: ModelRun, name: string, stat: Stat): HTMLElement {
     style: { fontSize: '12px' },
     x: { label: 'Head →', tickSize: 0, labelAnchor: 'center', labelOffset: 32 },
     y: { label: '↓ Layer', tickSize: 0, labelAnchor: 'top' },
-    color: { type: 'diverging', scheme: 'RdBu', domain: [-m, m], legend: true, label: `${stat === 'weighted' ? 'σ-weighted' : 'plain'} cosine`, width: 260, tickFormat: '+.2f' } as Plot.ScaleOptions,
+    // Red positive, blue negative, as the CLI's heatmap.
+    color: { type: 'diverging', scheme: 'RdBu', reverse: true, domain: [-m, m], legend: true, label: `${stat === 'weighted' ? 'σ-weighted' : 'plain'} cosine`, width: 260, tickFormat: '+.2f' } as Plot.ScaleOptions,
     marks: [
       Plot.cell(cells, {
         x: 'head',
