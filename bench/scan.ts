@@ -1,216 +1,163 @@
 /**
- * `scan` benchmark (issue 4):
+ * `scan` benchmark, as users run it (a generated ViT-B/16 timm checkpoint; the shared photos when
+ * ../shared is there, else generated JPEGs of photo size):
  *
- * 1. Throughput: `qkscope scan`'s image loop against a forward-only pass (the `embed` pipeline:
- *    decode + preprocess with prefetch, then the model with logits only, nothing written) on the
- *    same generated images and the same generated ViT-B/16 timm checkpoint, in the same run,
- *    interleaved (forward, scan, forward, scan; best of each; 96 images, batch 16). Target:
- *    scan / forward ≥ 0.9.
- *    Reported per wall second (the target) and per CPU second (informative only: it counts
- *    onnxruntime's threads spinning while the scan's JS updates its lists).
- * 2. Memory: peak RSS of a scan of 1 000 vs 5 000 images (child processes, fresh RSS), with a
- *    ViT-Ti/16-shaped checkpoint (d = 192, 12 layers, 3 heads) at 112×112 px and 48×40 px
- *    generated JPEGs, so 5 000 images take about a minute on 2 cores. Target: within 10 %.
- *
- *   node dist/bench/scan.js            (or call benchScan() from the bench runner)
+ * 1. Whole commands: `qkscope scan MODEL PHOTOS --top 8` (all layers; svd, figures, run.db and
+ *    all) against `qkscope embed MODEL PHOTOS --layers 11` on the same photos, each a child
+ *    process from spawn to exit, interleaved, 3 rounds. Target: scan throughput ≥ 0.9 × embed's.
+ *    Peak RSS of the scan (target < 1.5 GB).
+ * 2. In the loop: the scan's image loop (its own timing) against a forward-only loop (the same
+ *    batch loop and runtime, the model only) over the same images, in this process, interleaved.
+ *    Target ≥ 0.95.
+ * 3. With QKSCOPE_BENCH_FULL=1: peak RSS of a scan of 1 000 vs 5 000 small images (a ViT-Ti shape
+ *    at 112 px): memory must not grow with the number of images (target within 10 %).
  */
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import sharp from 'sharp';
-import type { VitSpec } from '../src/arch/spec.js';
-import { preprocessFor } from '../src/images/preprocess.js';
-import { VitRuntime } from '../src/runtime/vit-runtime.js';
-import { runScan } from '../src/jobs/scan.js';
-import { listImages } from '../src/images/sources.js';
-import { VIT_B16, writeSyntheticTimm, type VitSize } from './synthetic-checkpoint.js';
 import { loadSpec } from '../src/arch/load.js';
-import { ImageFiles } from '../src/images/source.js';
+import { preprocessFor } from '../src/images/preprocess.js';
+import { ListingSource } from '../src/images/source.js';
+import { fileListing, listImages } from '../src/images/sources.js';
+import { imageBatches } from '../src/runtime/batch-loop.js';
+import { VitRuntime } from '../src/runtime/vit-runtime.js';
+import { scanIntoDir } from '../src/jobs/scan.js';
+import { VIT_B16, writeSyntheticTimm, type VitSize } from './synthetic-checkpoint.js';
+import { load1, runCli, spread, type Spread } from './measure.js';
 
 const VIT_TI16_112: VitSize = { arch: 'vit_tiny_patch16_224', layers: 12, width: 192, heads: 3, patch: 16, image: 112, mlp: 768, classes: 1000 };
+const SHARED = new URL('../../../shared/images/imagenet-sample/', import.meta.url).pathname;
 
 export interface ScanBenchResult {
-  throughput: {
-    model: string;
-    images: number;
-    batch: number;
-    forwardImagesPerSec: number;
-    scanImagesPerSec: number;
-    /** scan / forward, wall time (target >= 0.9). */
+  photos: string;
+  images: number;
+  commands: {
+    scanWall: Spread;
+    embedWall: Spread;
+    /** embed wall / scan wall, best rounds: scan's throughput ÷ embed's (target ≥ 0.9). */
     ratio: number;
-    forwardImagesPerCpuSec: number;
-    scanImagesPerCpuSec: number;
-    /** scan / forward per CPU second. */
-    cpuRatio: number;
-    routes: string[];
-    rounds: { forward: number; scan: number }[];
-    /** Seconds of the best scan round: waiting for images, forward pass (+ in-graph projections), list updates, commits. */
-    scanTiming: { waitImages: number; forward: number; lists: number; commit: number };
-  } | null;
-  memory: {
-    model: string;
-    imageSize: number;
-    counts: [number, number];
-    peakRssMB: [number, number];
-    /** RSS(5000) / RSS(1000) (target <= 1.10). */
-    ratio: number;
-    imagesPerSec: [number, number];
-  } | null;
-}
-
-function xorshift(seed: number) {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
+    scanPeakRssMB: number;
+    embedPeakRssMB: number;
+    load: [number, number];
   };
+  loop: {
+    scanImagesPerSec: Spread;
+    forwardImagesPerSec: Spread;
+    /** best scan loop ÷ best forward-only loop (target ≥ 0.95). */
+    ratio: number;
+    timing: { waitImages: number; forward: number; lists: number; commit: number };
+  };
+  memory: { counts: [number, number]; peakRssMB: [number, number]; ratio: number } | null;
 }
 
-async function writeJpegs(dir: string, n: number, w: number, h: number, seed = 1): Promise<string[]> {
+async function writeJpegs(dir: string, n: number, w: number, h: number): Promise<void> {
   mkdirSync(dir, { recursive: true });
-  const paths: string[] = [];
-  const rnd = xorshift(seed);
   for (let i = 0; i < n; i++) {
     const data = Buffer.alloc(w * h * 3);
-    const cx = rnd() * w;
-    const cy = rnd() * h;
-    const col = [rnd() * 255, rnd() * 255, rnd() * 255];
-    for (let y = 0; y < h; y++)
-      for (let x = 0; x < w; x++) {
-        const inside = (x - cx) ** 2 + (y - cy) ** 2 < (w * h) / 12;
-        for (let c = 0; c < 3; c++) data[(y * w + x) * 3 + c] = inside ? col[c] : (x * 7 + y * 13 + c * 50 + i) & 255;
-      }
-    const p = join(dir, `img${String(i).padStart(5, '0')}.jpg`);
-    await sharp(data, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 90 }).toFile(p);
-    paths.push(p);
-  }
-  return paths;
-}
-
-/** The `embed` loop without its outputs: decode + preprocess (prefetched) and a logits-only forward pass. */
-async function forwardOnly(spec: VitSpec, paths: string[], batch: number, threads?: number): Promise<{ perSec: number; perCpuSec: number }> {
-  const { pp, options } = preprocessFor(spec);
-  const source = new ImageFiles(paths, pp, options);
-  const rt = await VitRuntime.create(spec, { outputs: { logits: true }, threads });
-  try {
-    const N = source.count;
-    const t0 = performance.now();
-    const c0 = process.cpuUsage();
-    let next: Promise<Float32Array> | null = source.read(0, Math.min(batch, N));
-    for (let start = 0; start < N; start += batch) {
-      const n = Math.min(batch, N - start);
-      const px = await next!;
-      next = start + batch < N ? source.read(start + batch, Math.min(batch, N - start - batch)) : null;
-      await rt.run(px, n);
+    let s = 1234 + i;
+    for (let k = 0; k < data.length; k++) {
+      s = (s * 1103515245 + 12345) & 0x7fffffff;
+      data[k] = (((k / 3) % w) * 255) / w + (s & 63);
     }
-    const sec = (performance.now() - t0) / 1000;
-    const c = process.cpuUsage(c0);
-    return { perSec: N / sec, perCpuSec: N / ((c.user + c.system) / 1e6) };
-  } finally {
-    await rt.close();
+    await sharp(data, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 90 }).toFile(join(dir, `img${String(i).padStart(5, '0')}.jpg`));
   }
 }
 
-export async function benchScan(opts: { images?: number; batch?: number; rounds?: number; rssCounts?: [number, number]; threads?: number; throughput?: boolean; memory?: boolean } = {}): Promise<ScanBenchResult> {
+/** 64 photos: the shared ImageNet sample when present, else generated 500×375 JPEGs. */
+async function photos(root: string, n = 64): Promise<{ files: string[]; kind: string }> {
+  if (existsSync(SHARED)) {
+    const files = readdirSync(SHARED).filter((f) => f.endsWith('.JPEG')).sort().slice(0, n).map((f) => join(SHARED, f));
+    if (files.length === n) return { files, kind: `${n} ImageNet photos (../shared)` };
+  }
+  const dir = join(root, 'photos');
+  await writeJpegs(dir, n, 500, 375);
+  return { files: readdirSync(dir).sort().map((f) => join(dir, f)), kind: `${n} generated 500×375 JPEGs` };
+}
+
+export async function benchScan(): Promise<ScanBenchResult> {
   const root = mkdtempSync(join(tmpdir(), 'qkscope-bench-scan-'));
-  const result: ScanBenchResult = { throughput: null, memory: null };
   try {
-    if (opts.throughput !== false) {
-      const nImages = opts.images ?? 96;
-      const batch = opts.batch ?? 16;
-      const modelDir = join(root, 'vit-b16');
-      writeSyntheticTimm(modelDir, VIT_B16);
-      const paths = await writeJpegs(join(root, 'imgs-b16'), nImages, 320, 240);
-      const listing = await listImages([join(root, 'imgs-b16')]);
-      const rounds: { forward: number; scan: number; forwardCpu: number; scanCpu: number; timing: { waitImages: number; forward: number; lists: number; commit: number } }[] = [];
-      let routes: string[] = [];
-      // Interleaved rounds (forward, scan, forward, scan, ...): load from other processes hits both alike.
-      for (let r = 0; r < (opts.rounds ?? 2); r++) {
-        const { spec, close } = await loadSpec(modelDir, {});
-        try {
-          const f = await forwardOnly(spec, paths, batch, opts.threads);
-          const s = await runScan(spec, { outDir: join(root, `scan-${r}`), listing, inputs: [], modelInput: modelDir, batch, threads: opts.threads });
-          routes = s.routes;
-          rounds.push({ forward: f.perSec, scan: s.imagesPerSec, forwardCpu: f.perCpuSec, scanCpu: s.session / s.loopCpuSeconds, timing: s.timing });
-        } finally {
-          await close();
+    const model = join(root, 'vit-b16');
+    writeSyntheticTimm(model, VIT_B16);
+    const { files, kind } = await photos(root);
+    const list = join(root, 'photos.txt');
+    (await import('node:fs')).writeFileSync(list, files.join('\n') + '\n');
+
+    // 1. Whole commands, interleaved.
+    const scanWall: number[] = [];
+    const embedWall: number[] = [];
+    let scanRss = 0;
+    let embedRss = 0;
+    const l0 = load1();
+    for (let r = 0; r < 3; r++) {
+      const e = runCli(['embed', model, ...files, '--layers', '11', '--out', join(root, `emb-${r}`)]);
+      embedWall.push(e.wallS);
+      embedRss = Math.max(embedRss, e.peakRssMB);
+      const s = runCli(['scan', model, list, '--top', '8', '--out', join(root, `scan-${r}`)]);
+      scanWall.push(s.wallS);
+      scanRss = Math.max(scanRss, s.peakRssMB);
+      rmSync(join(root, `emb-${r}`), { recursive: true, force: true });
+      rmSync(join(root, `scan-${r}`), { recursive: true, force: true });
+    }
+    const commands = {
+      scanWall: spread(scanWall),
+      embedWall: spread(embedWall),
+      ratio: Math.min(...embedWall) / Math.min(...scanWall),
+      scanPeakRssMB: scanRss,
+      embedPeakRssMB: embedRss,
+      load: [l0, load1()] as [number, number],
+    };
+
+    // 2. The loops, in this process: the scan's image loop vs the same images through the model only.
+    const { spec, close } = await loadSpec(model, {});
+    const scanRates: number[] = [];
+    const fwdRates: number[] = [];
+    let timing = { waitImages: 0, forward: 0, lists: 0, commit: 0 };
+    try {
+      const listing = await listImages([list]);
+      const { pp, options } = preprocessFor(spec);
+      const fwd = await VitRuntime.create(spec, { outputs: { ln: [spec.layers - 1] } });
+      try {
+        for (let r = 0; r < 3; r++) {
+          const t0 = performance.now();
+          let n = 0;
+          for await (const b of imageBatches(new ListingSource(fileListing(files), pp, options))) {
+            await fwd.run(b.pixels, b.items.length);
+            n += b.items.length;
+          }
+          fwdRates.push(n / ((performance.now() - t0) / 1000));
+          const s = await scanIntoDir(spec, join(root, `loop-${r}`), { listing, inputs: [list], modelInput: model, figures: false }, { topK: 8 });
+          scanRates.push(s.imagesPerSec);
+          if (s.imagesPerSec >= Math.max(...scanRates)) timing = s.timing;
+          rmSync(join(root, `loop-${r}`), { recursive: true, force: true });
         }
+      } finally {
+        await fwd.close();
       }
-      const best = (k: 'forward' | 'scan' | 'forwardCpu' | 'scanCpu') => Math.max(...rounds.map((x) => x[k]));
-      result.throughput = {
-        model: `${VIT_B16.arch} (generated weights), ${nImages} generated 320x240 JPEGs`,
-        images: nImages,
-        batch,
-        forwardImagesPerSec: best('forward'),
-        scanImagesPerSec: best('scan'),
-        ratio: best('scan') / best('forward'),
-        forwardImagesPerCpuSec: best('forwardCpu'),
-        scanImagesPerCpuSec: best('scanCpu'),
-        cpuRatio: best('scanCpu') / best('forwardCpu'),
-        routes,
-        rounds: rounds.map((x) => ({ forward: x.forward, scan: x.scan })),
-        scanTiming: rounds.reduce((a, b) => (b.scan > a.scan ? b : a)).timing,
-      };
+    } finally {
+      await close();
     }
-    if (opts.memory !== false) {
-      const [a, b] = opts.rssCounts ?? [1000, 5000];
-      const modelDir = join(root, 'vit-ti16-112');
-      writeSyntheticTimm(modelDir, VIT_TI16_112);
-      const dir = join(root, 'imgs-small');
-      const paths = await writeJpegs(dir, b, 48, 40, 7);
+    const loop = { scanImagesPerSec: spread(scanRates), forwardImagesPerSec: spread(fwdRates), ratio: Math.max(...scanRates) / Math.max(...fwdRates), timing };
+
+    // 3. Memory against the number of images (long: on request).
+    let memory: ScanBenchResult['memory'] = null;
+    if (process.env.QKSCOPE_BENCH_FULL === '1') {
+      const tiny = join(root, 'vit-ti');
+      writeSyntheticTimm(tiny, VIT_TI16_112);
+      const counts: [number, number] = [1000, 5000];
+      await writeJpegs(join(root, 'small'), counts[1], 48, 40);
+      const all = readdirSync(join(root, 'small')).sort().map((f) => join(root, 'small', f));
       const rss: number[] = [];
-      const rates: number[] = [];
-      for (const n of [a, b]) {
-        const list = join(root, `list-${n}.txt`);
-        writeFileSync(list, paths.slice(0, n).join('\n') + '\n');
-        const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--rss-child', modelDir, list, join(root, `rss-${n}`)], { encoding: 'utf8' });
-        if (r.status !== 0) throw new Error(`scan of ${n} images failed: ${r.stderr}`);
-        const m = JSON.parse(r.stdout.trim().split('\n').pop()!);
-        rss.push(m.maxRssKB / 1024);
-        rates.push(m.imagesPerSec);
+      for (const c of counts) {
+        const l = join(root, `small-${c}.txt`);
+        (await import('node:fs')).writeFileSync(l, all.slice(0, c).join('\n') + '\n');
+        rss.push(runCli(['scan', tiny, l, '--top', '8', '--no-figures', '--out', join(root, `mem-${c}`)]).peakRssMB);
       }
-      result.memory = { model: 'ViT-Ti/16 shape (d=192, 12 layers, 3 heads, generated weights) at 112x112', imageSize: 112, counts: [a, b], peakRssMB: [rss[0], rss[1]], ratio: rss[1] / rss[0], imagesPerSec: [rates[0], rates[1]] };
+      memory = { counts, peakRssMB: [rss[0], rss[1]], ratio: rss[1] / rss[0] };
     }
+    return { photos: kind, images: files.length, commands, loop, memory };
   } finally {
     rmSync(root, { recursive: true, force: true });
-  }
-  return result;
-}
-
-/** Child: one scan, then its peak RSS as JSON on stdout. */
-async function rssChild(modelDir: string, list: string, out: string): Promise<void> {
-  const { spec, close } = await loadSpec(modelDir, {});
-  try {
-    const listing = await listImages([list]);
-    const r = await runScan(spec, { outDir: out, listing, inputs: [list], modelInput: modelDir, batch: 32 });
-    (globalThis as { gc?: () => void }).gc?.();
-    const m = process.memoryUsage();
-    process.stdout.write(JSON.stringify({ images: r.done, imagesPerSec: r.imagesPerSec, maxRssKB: process.resourceUsage().maxRSS, rssMB: m.rss / 2 ** 20, heapUsedMB: m.heapUsed / 2 ** 20, heapTotalMB: m.heapTotal / 2 ** 20, externalMB: m.external / 2 ** 20 }) + '\n');
-  } finally {
-    await close();
-  }
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  if (process.argv[2] === '--rss-child') {
-    rssChild(process.argv[3], process.argv[4], process.argv[5]).catch((e) => {
-      console.error(e);
-      process.exitCode = 1;
-    });
-  } else {
-    const which = process.argv[2];
-    benchScan({ throughput: which !== 'memory', memory: which !== 'throughput' }).then(
-      (r) => console.log(JSON.stringify(r, null, 2)),
-      (e) => {
-        console.error(e);
-        process.exitCode = 1;
-      },
-    );
   }
 }
