@@ -35,8 +35,9 @@ export interface Spread {
   worst: number;
 }
 
-export function spread(xs: number[]): Spread {
-  const s = [...xs].sort((a, b) => a - b);
+/** Best, median and worst of repeated measurements: the smallest is best for times, the largest for rates (`higher`). */
+export function spread(xs: number[], higher = false): Spread {
+  const s = [...xs].sort((a, b) => (higher ? b - a : a - b));
   return { runs: xs, best: s[0], median: s[Math.floor(s.length / 2)], worst: s[s.length - 1] };
 }
 

@@ -1,5 +1,5 @@
 /**
- * The exact mode-ablation weight edit (METHOD.md §8): removing modes n ∈ S of head h is
+ * The exact mode-ablation weight edit (docs/method.md §8): removing modes n ∈ S of head h is
  *
  *   W_q,h ← W_q,h (I − Σ_{n∈S} u_n u_nᵀ)
  *

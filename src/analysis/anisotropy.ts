@@ -1,5 +1,5 @@
 /**
- * Anisotropy control (METHOD.md §3, paper supplementary): per layer, the mean cosine between
+ * Anisotropy control (docs/method.md §3, paper supplementary): per layer, the mean cosine between
  * the centre-patch embeddings of *different* images, and the relative cosine curves
  * (head / layer σ-weighted cosine minus that baseline).
  *
@@ -87,7 +87,7 @@ export function relativeCurves(cosines: ReadonlyArray<LayerCosines>, baseline: R
 }
 
 /**
- * CentreSums: the anisotropy baseline of METHOD.md §3: per layer, the mean cosine between the centre-patch
+ * CentreSums: the anisotropy baseline of docs/method.md §3: per layer, the mean cosine between the centre-patch
  * embeddings of different images, mean_{i≠j} ê_i·ê_j = (|Σ ê_i|² − n) / (n (n − 1)) with ê the
  * unit vectors. Only Σ ê_i and n are kept, as exact integers (each component rounded to a
  * multiple of 2⁻³²), so the sum is the same in any order: resumed and merged scans give

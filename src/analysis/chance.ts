@@ -1,5 +1,5 @@
 /**
- * Chance levels for mode cosines (METHOD.md §3).
+ * Chance levels for mode cosines (docs/method.md §3).
  *
  * Per mode: for independent uniformly random unit vectors u, v ∈ R^d, c = u·v has density
  * ∝ (1 − c²)^{(d−3)/2} on [−1, 1], i.e. (c + 1)/2 ~ Beta((d−1)/2, (d−1)/2). The bands are its

@@ -20,7 +20,7 @@ export interface LayerCurve {
  * One model's curve for the compare figure: per layer, the mean over heads of the head score.
  * Its chance band: the layer mean is Σ_h Σ_n (w_hn / H) c_hn with independent random c, so the
  * same weighted-sum band applies with the concatenated weights divided by H. With a per-layer
- * anisotropy `baseline`, values and band are relative cosines (METHOD.md §3).
+ * anisotropy `baseline`, values and band are relative cosines (docs/method.md §3).
  */
 export function layerCurve(s: CurveSource, statistic: 'weighted' | 'plain', baseline?: number[]): LayerCurve {
   const d = s.dims.width;

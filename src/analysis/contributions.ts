@@ -1,5 +1,5 @@
 /**
- * Per-mode contributions to one head's attention scores on one image (METHOD.md §5).
+ * Per-mode contributions to one head's attention scores on one image (docs/method.md §5).
  *
  * With x_t = LN(h_t) the attention input, the logit from query token i to key token j is
  *

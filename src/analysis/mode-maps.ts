@@ -1,5 +1,5 @@
 /**
- * A mode's query and key maps on one image (METHOD.md §5): with x_t the embedding of patch
+ * A mode's query and key maps on one image (docs/method.md §5): with x_t the embedding of patch
  * token t (the LayerNorm output feeding the block, or the residual stream when a scan used it),
  *
  *   Q(t) = s·x_t·u_n,   K(t) = s·x_t·v_n,   S = max_t Q(t) × max_t K(t),

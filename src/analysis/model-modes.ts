@@ -1,6 +1,6 @@
 /**
  * The weight-only analysis of a whole model: singular modes of every head of every block
- * (METHOD.md §2–3), streamed layer by layer.
+ * (docs/method.md §2–3), streamed layer by layer.
  *
  * - Reads only what the analysis needs: each block's query weight, key weight and query bias
  *   (through `loadWeight`, so fused qkv tensors are read by row range). Value, output and MLP

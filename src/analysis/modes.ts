@@ -1,5 +1,5 @@
 /**
- * Singular modes of one head's query-key interaction M = W_qᵀ·W_k (METHOD.md §2–3), computed
+ * Singular modes of one head's query-key interaction M = W_qᵀ·W_k (docs/method.md §2–3), computed
  * thinly: never a d×d matrix, never a d×d SVD.
  *
  * With W_q, W_k ∈ R^{d_h×d} (rows of the checkpoint's q/k weights, PyTorch [out, in]):

@@ -1,5 +1,5 @@
 /**
- * Same-object / other-object / background attention (paper figure 2, METHOD.md §6).
+ * Same-object / other-object / background attention (paper figure 2, docs/method.md §7).
  *
  * For an image with a target mask and a distractor mask, down-scaled to per-patch coverage
  * t_p, d_p ∈ [0, 1] (src/data/masks.ts) and background b_p = max(0, 1 − t_p − d_p):

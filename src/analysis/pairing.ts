@@ -1,5 +1,5 @@
 /**
- * Semantic pairing (paper figure 6, METHOD.md §6). For a mode's top images (from a scan), on
+ * Semantic pairing (paper figure 6, docs/method.md §7). For a mode's top images (from a scan), on
  * each image: the object with the largest mean query-map value and the object with the
  * largest mean key-map value, where an object's mean is coverage-weighted over patches,
  * mean_o(M) = Σ_p c_o(p) M(p) / Σ_p c_o(p) (c_o = the instance's down-scaled mask). The mode's

@@ -1,5 +1,5 @@
 /**
- * Position vs content in each mode's logits (METHOD.md §8; arXiv 2601.05328).
+ * Position vs content in each mode's logits (docs/method.md §8; arXiv 2601.05328).
  *
  * Definition. For a layer, let x_{m,t} be the embedding of token t in image m (the LayerNorm
  * output feeding the attention by default, or the residual stream), over N ≥ 2 images at one

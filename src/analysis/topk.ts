@@ -1,5 +1,5 @@
 /**
- * Bounded top-k lists for every (layer, head, mode, sign) of a scan (METHOD.md §5): memory is
+ * Bounded top-k lists for every (layer, head, mode, sign) of a scan (docs/method.md §5): memory is
  * heaps × k entries whatever the number of images. Entries are ordered by score, descending;
  * equal scores by image id, ascending (the lower id wins), a strict total order, so a list
  * holds exactly the k best images of everything offered to it, in any order of offering.

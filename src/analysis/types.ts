@@ -1,5 +1,5 @@
 /**
- * Singular modes of one head's query-key interaction M = W_qᵀ W_k (METHOD.md §2–4).
+ * Singular modes of one head's query-key interaction M = W_qᵀ W_k (docs/method.md §2–4).
  * Vectors are stored mode-major: row n of `U` (length d) is u_n, so U[n*d + i] = u_n[i].
  */
 export interface HeadModes {

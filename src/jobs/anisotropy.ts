@@ -1,5 +1,5 @@
 /**
- * `anisotropy` (METHOD.md §3): the anisotropy baseline (per layer, the mean cosine between the
+ * `anisotropy` (docs/method.md §3): the anisotropy baseline (per layer, the mean cosine between the
  * centre-patch embeddings of different images) with n and a jackknife interval, and the
  * relative cosine curves (σ-weighted cosine − baseline).
  *
@@ -27,7 +27,7 @@ import { runSvd } from './svd.js';
 
 export const ANISOTROPY_DEFINITION =
   'per layer, the mean cosine between the centre-patch embeddings of different images, mean_{i≠j} ê_i·ê_j (centre patch = raster index ⌊rows/2⌋·cols + ⌊cols/2⌋, as scan); ' +
-  'relative cosine = σ-weighted cosine − anisotropy (METHOD.md §3). n = images used. Interval: 95 % delete-a-group jackknife over images ' +
+  'relative cosine = σ-weighted cosine − anisotropy (docs/method.md §3). n = images used. Interval: 95 % delete-a-group jackknife over images ' +
   `(image k in group k mod ${JACKKNIFE_GROUPS}, i.e. the delete-one jackknife up to ${JACKKNIFE_GROUPS} images; SE² = (G−1)/G Σ_g (θ₋g − mean θ₋·)², ` +
   'interval θ ± t_{G−1, 0.975}·SE); the σ-weighted cosine is weight-only (exact), so the relative interval is cosine − the anisotropy interval.';
 

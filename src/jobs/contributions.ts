@@ -1,6 +1,6 @@
 /**
  * `contributions`: one head's singular modes ranked by their contribution to the attention
- * scores on one image (paper figure 5, METHOD.md §5).
+ * scores on one image (paper figure 5, docs/method.md §5).
  *
  *   const r = await runContributions(spec, { source, index: 0 }, { layer: 5, head: 3 });
  *   await writeContributions(r, 'runs/contrib');   // contributions.json/.csv, maps, figure

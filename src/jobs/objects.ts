@@ -1,5 +1,5 @@
 /**
- * `objects` (paper figure 2, METHOD.md §6): where the tokens of an object attend — same
+ * `objects` (paper figure 2, docs/method.md §7): where the tokens of an object attend — same
  * object, other object, background — per layer, with n and bootstrap intervals over images.
  *
  *   const r = await runObjects(spec, objectsDataset('odd-one-out/'), {}, ctx);

@@ -1,5 +1,5 @@
 /**
- * `pairing` (paper figure 6, METHOD.md §6): for each scanned mode's top-k images, whether the
+ * `pairing` (paper figure 6, docs/method.md §7): for each scanned mode's top-k images, whether the
  * object with the largest mean query map is the object with the largest mean key map; per
  * layer the σ-weighted probability with n, a bootstrap interval and the chance baseline.
  *

@@ -1,6 +1,6 @@
 /**
  * The models of "Dissecting Query-Key Interaction in Vision Transformers" (Pan et al., NeurIPS
- * 2024, arXiv 2405.14880, §7 of ../shared/docs/METHOD.md): where each checkpoint comes from and
+ * 2024, arXiv 2405.14880, the models the paper analysed): where each checkpoint comes from and
  * how it was trained. `qkscope paper` downloads them (Hugging Face ids into the HF cache; release
  * files by URL into $HF_HOME/qkscope/releases/) and runs `svd` on each.
  *

@@ -1,5 +1,5 @@
 /**
- * Attention-map overlays for the modes figure (METHOD.md §5): a mode's query map Q(t) = x_t·u_n
+ * Attention-map overlays for the modes figure (docs/method.md §5): a mode's query map Q(t) = x_t·u_n
  * in the red channel and its key map K(t) = x_t·v_n in green + blue (cyan) over a dimmed copy of
  * the image, so where both are high the pixel turns white. Maps live on the patch grid and are
  * upsampled bilinearly (patch centres, edges clamped) to the image.

@@ -12,7 +12,7 @@
  *   heap_state(layer, head, mode, sign, entries)           the authoritative top-k lists
  *   topk(layer, head, mode, sign, rank, image_id, image_path, score, qmax, kmax, q_token,
  *        k_token, q_mean, k_mean, q_top5, k_top5)          one row per entry (for SQL readers)
- *   anisotropy(layer, value, n, sums)                       METHOD.md §3 baseline
+ *   anisotropy(layer, value, n, sums)                       docs/method.md §3 baseline
  *   progress(id = 1, total, done, skipped, batches, elapsed_s, updated)
  */
 import Database from 'better-sqlite3';

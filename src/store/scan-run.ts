@@ -139,7 +139,7 @@ export function scanProgress(r: Pick<ScanRun, 'db'>): { total: number; done: num
  *        qmax REAL, kmax REAL,                       -- max_t Q(t), max_t K(t)        (optional)
  *        q_token INTEGER, k_token INTEGER)           -- token index of each maximum   (optional)
  *
- * and optionally `anisotropy(layer INTEGER, value REAL[, n INTEGER])` (METHOD.md §3) and
+ * and optionally `anisotropy(layer INTEGER, value REAL[, n INTEGER])` (docs/method.md §3) and
  * `meta(key, value)`. `sign` may also be stored as text ('+', '-', 'pos', 'neg'). A qkscope scan
  * writes a superset; its `topk.image_id` is joined to `images(id, source, container, member)` so
  * images inside tar shards and Parquet files can be read back.

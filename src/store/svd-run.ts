@@ -63,7 +63,7 @@ export function readSvdSummary(dir: string): SvdSummary {
   return s;
 }
 
-/** A per-layer anisotropy baseline stored with a run (METHOD.md §3). */
+/** A per-layer anisotropy baseline stored with a run (docs/method.md §3). */
 export interface StoredBaseline {
   /** `anisotropy.json` (qkscope anisotropy --run), or `scan` (the scan's summary section). */
   source: 'anisotropy.json' | 'scan';

@@ -1,5 +1,5 @@
 /**
- * Query/key overlays drawn exactly as the CLI's figures draw them (METHOD.md §5), with the same
+ * Query/key overlays drawn exactly as the CLI's figures draw them (docs/method.md §5), with the same
  * code (src/report/overlay.ts, browser-safe): each map scaled to [0, 1] by `mapScales` (default
  * `percentile`: from max(0, median) to the 99th percentile), upsampled bilinearly from the patch
  * grid, then out = base + (255 − base)·m with base = 0.35 × the photo and m = (Q, K, K): red

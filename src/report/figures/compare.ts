@@ -1,6 +1,6 @@
 /**
  * The paper's main figure: the layer mean of the σ-weighted cosine against normalised depth
- * l/(L−1), one line per model, with the chance band shaded and a zero rule (METHOD.md §3).
+ * l/(L−1), one line per model, with the chance band shaded and a zero rule (docs/method.md §3).
  * Colours are Okabe–Ito (colour-blind safe); past 8 curves the marker shape also changes, so
  * every curve is told apart by colour × symbol. The legend is drawn beside the plot.
  */

@@ -1,6 +1,6 @@
 /**
  * Per-head small multiples (rows = layers, columns = heads). Each panel shows, for every
- * singular mode n of that head's M = W_qᵀW_k (METHOD.md §2–3):
+ * singular mode n of that head's M = W_qᵀW_k (docs/method.md §2–3):
  *   - the cosine c_n = u_n·v_n as a dot (left axis, −1…1),
  *   - the per-mode 95 % chance band for random unit vectors as a grey band, and a zero rule,
  *   - σ_n / σ_max as a line on the right-hand axis (0…1, drawn over the same panel height),

@@ -1,6 +1,6 @@
 /**
  * Layer × head heat map of a per-head score (by default the σ-weighted cosine
- * C = Σ σ_n c_n / Σ σ_n, METHOD.md §3): one cell per head, diverging colours centred at 0.
+ * C = Σ σ_n c_n / Σ σ_n, docs/method.md §3): one cell per head, diverging colours centred at 0.
  * Plain SVG in the layout Observable Plot gave it (band scales without padding, cells inset by
  * 0.5 px, the same tick and label offsets), so drawing it loads neither Plot nor a DOM.
  */

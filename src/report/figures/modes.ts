@@ -1,5 +1,5 @@
 /**
- * The paper's optimal-attention-image figure (METHOD.md §5): one row per (mode, sign), labelled
+ * The paper's optimal-attention-image figure (docs/method.md §5): one row per (mode, sign), labelled
  * `L{l} H{h} M{m}` with the mode's cosine (and relative cosine when the anisotropy baseline is
  * known), then the top images of that mode: the query map in red and the key map in cyan over
  * the dimmed image (white where both are high) — or, with style 'separate', the two maps side

@@ -153,7 +153,7 @@ function salienceBlock(d: HeadDetail, width: number): Node[] {
       h('sup', null, 'ᵀ'),
       'b',
       h('sub', null, 'q'),
-      `: a query-independent preference for some keys (METHOD.md §4). ‖s‖ = ${fmt(d.salience_norm)}, ‖s‖/√dₕ = ${fmt(d.salience_norm / Math.sqrt(dh))} logit per unit of x.`,
+      `: a query-independent preference for some keys (docs/method.md §4). ‖s‖ = ${fmt(d.salience_norm)}, ‖s‖/√dₕ = ${fmt(d.salience_norm / Math.sqrt(dh))} logit per unit of x.`,
     ),
   ];
   if (d.salience_along_v) {

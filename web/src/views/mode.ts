@@ -110,7 +110,7 @@ export async function renderMode(ctx: ViewContext, r: ModeRoute): Promise<void> 
       body.append(c.link);
     }
   }
-  ctx.root.append(note('Score S = maxₜ Q(t) × maxₜ K(t) (METHOD.md §5). Maps: Q(t) = ±x_t·uₙ in red, K(t) = ±x_t·vₙ in cyan, white where both are high; ' + NORMALIZATION_TEXT.percentile + '. Ranks are 0-based (#0 = best). Click an image to explore it.'));
+  ctx.root.append(note('Score S = maxₜ Q(t) × maxₜ K(t) (docs/method.md §5). Maps: Q(t) = ±x_t·uₙ in red, K(t) = ±x_t·vₙ in cyan, white where both are high; ' + NORMALIZATION_TEXT.percentile + '. Ranks are 0-based (#0 = best). Click an image to explore it.'));
 
   let maps: ModeMaps;
   try {

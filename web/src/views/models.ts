@@ -54,7 +54,7 @@ export async function renderModels(ctx: ViewContext): Promise<void> {
     'div',
     { class: 'controls' },
     h('label', null, 'Statistic ', statSel),
-    h('label', { title: 'subtract, per layer, the mean cosine between centre-patch embeddings of different images (METHOD.md §3)' }, relBox, ' anisotropy-relative cosine'),
+    h('label', { title: 'subtract, per layer, the mean cosine between centre-patch embeddings of different images (docs/method.md §3)' }, relBox, ' anisotropy-relative cosine'),
     status,
   );
   const chartBox = h('div', { class: 'chart', id: 'models-chart' });
