@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { addModelOptions, positiveInt, type ModelFlags } from './model-options.js';
-import { addImageRunOptions, addProgressOption, withJobContext, type ImageRunFlags } from './context.js';
+import { addImageRunOptions, addProgressOption, imageArgs, imageSourceFor, withJobContext, type ImageRunFlags } from './context.js';
 import { UserError } from '../errors.js';
 import { loadSpec } from '../arch/load.js';
 import { preprocessFor } from '../images/preprocess.js';
@@ -75,8 +75,6 @@ export function ablateCommand(): Command {
   addModelOptions(cmd);
   cmd.action(async (model: string, images: string[], flags: AblateFlags) => {
     const device = parseDevice(flags.device);
-    if (flags.pixels && images.length) throw new UserError(`--pixels ${flags.pixels}: give either --pixels or image files, not both`);
-    if (!flags.pixels && images.length === 0) throw new UserError('ablate: give at least one image file (or folder), or --pixels X.npy');
     if (!flags.sweep && flags.topModes !== undefined) throw new UserError('--top-modes limits a --sweep; to remove the top modes together give --modes 0,1,...');
     if (!flags.sweep && (flags.layer === undefined || flags.head === undefined || !flags.modes)) {
       throw new UserError('ablate: give --layer L --head H --modes 0,3 (or --sweep)');
@@ -84,7 +82,7 @@ export function ablateCommand(): Command {
     if (flags.labelMap && flags.labels !== 'folders') throw new UserError('--label-map goes with --labels folders');
     if (flags.labels && flags.pixels) throw new UserError(`--labels ${flags.labels} with --pixels: labels name image files; run on the image files instead`);
     // Check the inputs before the model loads (a typo should not wait for a download).
-    const paths = flags.pixels ? [] : expandClassFolders(images);
+    const paths = imageArgs('ablate', images, flags, expandClassFolders);
     let labels: Int32Array | undefined;
     if (flags.labels === 'folders') labels = labelsFromFolders(paths, flags.labelMap);
     else if (flags.labels) labels = labelsFromCsv(flags.labels, paths);
@@ -92,20 +90,11 @@ export function ablateCommand(): Command {
     const { spec, close } = await loadSpec(model, flags);
     let source: ImageSource | undefined;
     try {
-      if (spec.modality !== 'vision' || !spec.patchEmbed) {
-        throw new UserError(`${model}: ablate runs the model on images, so it needs a vision transformer (this is a ${spec.modality} model: ${spec.family}); use \`qkscope svd\` for its modes`);
-      }
       let targets: AblationTarget[];
       let sweep: SweepKind | null = null;
       if (flags.sweep) ({ targets, sweep } = sweepTargets(spec, { layer: flags.layer, head: flags.head, modes: flags.modes, topModes: flags.topModes }));
       else targets = [{ layer: flags.layer!, head: flags.head!, modes: flags.modes === 'all' ? Array.from({ length: spec.headDim }, (_, n) => n) : flags.modes! }];
-      if (flags.pixels) {
-        source = NpyPixels.open(flags.pixels, { channels: spec.channels, patchSize: spec.patchSize, imageSize: spec.imageSize });
-      } else {
-        const { pp, defaulted, options } = preprocessFor(spec);
-        if (defaulted) process.stderr.write(`qkscope: ${spec.modelId} has no preprocessing config; using resize to ${pp.crop.join('x')}, bilinear, mean/std 0.5\n`);
-        source = new ListingSource(fileListing(paths), pp, options, { decode: { maxPixels: flags.maxPixels } });
-      }
+      source = imageSourceFor(spec, paths, flags);
       const src = source;
       const result = await withJobContext(
         flags,

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { addModelOptions, type ModelFlags } from './model-options.js';
-import { addImageRunOptions, addProgressOption, withJobContext, type ImageRunFlags } from './context.js';
+import { addImageRunOptions, addProgressOption, imageArgs, imageSourceFor, withJobContext, type ImageRunFlags } from './context.js';
 import { parseLayers } from './embed.js';
 import { UserError } from '../errors.js';
 import { loadSpec } from '../arch/load.js';
@@ -54,8 +54,7 @@ export function anisotropyCommand(): Command {
       if (svd && (svd.dims.layers !== spec.blocks.length || svd.dims.width !== spec.width)) {
         throw new UserError(`--run ${flags.run}: that run is of a model with ${svd.dims.layers} layers, width ${svd.dims.width}; ${model} has ${spec.blocks.length}, ${spec.width}`);
       }
-      const { pp, options } = preprocessFor(spec);
-      const source = new ListingSource(fileListing(paths), pp, options, { decode: { maxPixels: flags.maxPixels } });
+      const source = imageSourceFor(spec, paths, flags);
       try {
         const r = await withJobContext(
           flags,

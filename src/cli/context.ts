@@ -10,6 +10,11 @@ import { DEFAULT_PROGRESS_EVERY, progressDisplay } from './progress.js';
 import { positiveInt } from './model-options.js';
 import { DEFAULT_BATCH } from '../runtime/batch-loop.js';
 import { DEFAULT_MAX_PIXELS } from '../images/decode.js';
+import type { VitSpec } from '../arch/spec.js';
+import { UserError } from '../errors.js';
+import { preprocessFor } from '../images/preprocess.js';
+import { ListingSource, NpyPixels, type ImageSource } from '../images/source.js';
+import { expandImagePaths, fileListing } from '../images/sources.js';
 
 export interface ProgressFlags {
   progressEvery?: number;
@@ -64,4 +69,23 @@ export function addImageRunOptions(cmd: Command): Command {
     .addOption(
       new Option('--max-pixels <n>', `refuse (skip) images with more pixels than this, checked from the header before decoding (default: ${DEFAULT_MAX_PIXELS / 1e6} MP)`).argParser(positiveInt('--max-pixels')),
     );
+}
+
+/**
+ * The images a command runs, as every image command takes them: `--pixels X.npy` (already
+ * normalised), or image files / folders through the model's own preprocessing (with a note when
+ * the checkpoint has no preprocessing config). `paths` were expanded before the model loaded.
+ */
+export function imageSourceFor(spec: VitSpec, paths: string[], flags: { pixels?: string; maxPixels?: number }, opts: { keepCrops?: boolean } = {}): ImageSource {
+  if (flags.pixels) return NpyPixels.open(flags.pixels, { channels: spec.channels, patchSize: spec.patchSize, imageSize: spec.imageSize });
+  const { pp, defaulted, options } = preprocessFor(spec);
+  if (defaulted) process.stderr.write(`qkscope: ${spec.modelId} has no preprocessing config; using resize to ${pp.crop.join('x')}, bilinear, mean/std 0.5\n`);
+  return new ListingSource(fileListing(paths), pp, options, { keepCrops: opts.keepCrops, decode: { maxPixels: flags.maxPixels } });
+}
+
+/** `<images>` or `--pixels`, exactly one of them; the image paths (checked before the model loads). */
+export function imageArgs(command: string, images: string[], flags: { pixels?: string }, expand: (inputs: string[]) => string[] = expandImagePaths, minimum = 1): string[] {
+  if (flags.pixels && images.length) throw new UserError(`--pixels ${flags.pixels}: give either --pixels or image files, not both`);
+  if (!flags.pixels && images.length === 0) throw new UserError(`${command}: give at least ${minimum} image file${minimum === 1 ? '' : 's'} (or a folder), or --pixels X.npy`);
+  return flags.pixels ? [] : expand(images);
 }

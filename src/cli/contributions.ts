@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { addModelOptions, positiveInt, type ModelFlags } from './model-options.js';
-import { addImageRunOptions, addProgressOption, withJobContext, type ImageRunFlags } from './context.js';
+import { addImageRunOptions, addProgressOption, imageArgs, imageSourceFor, withJobContext, type ImageRunFlags } from './context.js';
 import { UserError } from '../errors.js';
 import { loadSpec } from '../arch/load.js';
 import { preprocessFor } from '../images/preprocess.js';
@@ -63,8 +63,7 @@ export function contributionsCommand(): Command {
     if (paths.length !== 1 || paths[0] !== image) throw new UserError(`${image}: give one image file, not a folder`);
     const { spec, close } = await loadSpec(model, flags);
     try {
-      const { pp, options } = preprocessFor(spec);
-      const source = new ListingSource(fileListing(paths), pp, options, { keepCrops: true, decode: { maxPixels: flags.maxPixels } });
+      const source = imageSourceFor(spec, paths, flags, { keepCrops: true });
       try {
         const r = await withJobContext(flags, (ctx) =>
           runContributions(spec, { source }, { layer: flags.layer, head: flags.head, queryPatch: flags.queryPatch, device, threads: flags.threads, input: model }, ctx),

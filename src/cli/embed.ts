@@ -9,7 +9,7 @@ import { preprocessFor } from '../images/preprocess.js';
 import { parseDevice } from '../runtime/device.js';
 import type { LayerSelection } from '../runtime/vit-graph.js';
 import { runEmbed, writeEmbed } from '../jobs/embed.js';
-import { addImageRunOptions, addProgressOption, withJobContext, type ImageRunFlags } from './context.js';
+import { addImageRunOptions, addProgressOption, imageArgs, imageSourceFor, withJobContext, type ImageRunFlags } from './context.js';
 
 interface EmbedFlags extends ModelFlags, ImageRunFlags {
   out: string;
@@ -53,21 +53,12 @@ export function embedCommand(): Command {
   addModelOptions(cmd);
   cmd.action(async (model: string, images: string[], flags: EmbedFlags) => {
     const device = parseDevice(flags.device);
-    if (flags.pixels && images.length) throw new UserError(`--pixels ${flags.pixels}: give either --pixels or image files, not both`);
-    if (!flags.pixels && images.length === 0) throw new UserError('embed: give at least one image file (or folder), or --pixels X.npy');
     // Check the inputs before the model loads (a typo should not wait for a download).
-    const paths = flags.pixels ? [] : expandImagePaths(images);
+    const paths = imageArgs('embed', images, flags);
     const { spec, close } = await loadSpec(model, flags);
     try {
       requireForward(spec, 'embed');
-      let source: ImageSource;
-      if (flags.pixels) {
-        source = NpyPixels.open(flags.pixels, { channels: spec.channels, patchSize: spec.patchSize, imageSize: spec.imageSize });
-      } else {
-        const { pp, defaulted, options } = preprocessFor(spec);
-        if (defaulted) process.stderr.write(`qkscope: ${spec.modelId} has no preprocessing config; using resize to ${pp.crop.join('x')}, bilinear, mean/std 0.5\n`);
-        source = new ListingSource(fileListing(paths), pp, options, { decode: { maxPixels: flags.maxPixels } });
-      }
+      const source = imageSourceFor(spec, paths, flags);
       const result = await withJobContext(
         flags,
         async (ctx) => {

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { addModelOptions, type ModelFlags } from './model-options.js';
-import { addImageRunOptions, addProgressOption, withJobContext, type ImageRunFlags } from './context.js';
+import { addImageRunOptions, addProgressOption, imageArgs, imageSourceFor, withJobContext, type ImageRunFlags } from './context.js';
 import { UserError } from '../errors.js';
 import { preprocessFor } from '../images/preprocess.js';
 import { parseDevice } from '../runtime/device.js';
@@ -46,25 +46,14 @@ export function positionContentCommand(): Command {
   addModelOptions(cmd);
   cmd.action(async (model: string, images: string[], flags: PcFlags) => {
     const device = parseDevice(flags.device);
-    if (flags.pixels && images.length) throw new UserError(`--pixels ${flags.pixels}: give either --pixels or image files, not both`);
-    if (!flags.pixels && images.length === 0) throw new UserError('position-content: give at least 2 image files (or a folder), or --pixels X.npy');
     // Check the inputs before the model loads (a typo should not wait for a download).
-    const paths = flags.pixels ? [] : expandImagePaths(images);
+    const paths = imageArgs('position-content', images, flags, expandImagePaths, 2);
     const { spec, close } = await loadSpec(model, flags);
     let source: ImageSource | undefined;
     try {
-      if (spec.modality !== 'vision' || !spec.patchEmbed) {
-        throw new UserError(`${model}: position-content runs the model on images, so it needs a vision transformer (this is a ${spec.modality} model: ${spec.family}); use \`qkscope svd\` for its modes`);
-      }
       const sel = flags.layers ?? 'all';
       const layers = sel === 'all' ? undefined : sel;
-      if (flags.pixels) {
-        source = NpyPixels.open(flags.pixels, { channels: spec.channels, patchSize: spec.patchSize, imageSize: spec.imageSize });
-      } else {
-        const { pp, defaulted, options } = preprocessFor(spec);
-        if (defaulted) process.stderr.write(`qkscope: ${spec.modelId} has no preprocessing config; using resize to ${pp.crop.join('x')}, bilinear, mean/std 0.5\n`);
-        source = new ListingSource(fileListing(paths), pp, options, { decode: { maxPixels: flags.maxPixels } });
-      }
+      source = imageSourceFor(spec, paths, flags);
       const src = source;
       const r = await withJobContext(
         flags,

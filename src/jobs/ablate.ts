@@ -19,6 +19,7 @@
  * reference run), the later passes over exactly the images that loaded in the first.
  */
 import type { VitSpec } from '../arch/spec.js';
+import { requireForward } from '../arch/runnable.js';
 import { checkLayerHead } from '../arch/head-weights.js';
 import type { HeadModes } from '../analysis/types.js';
 import { ablateQueryWeight, loadLayerQK, modesOf, type LayerQK } from '../analysis/ablation-edit.js';
@@ -185,9 +186,7 @@ const residName = (l: number) => `abl_residual.${l}`;
 
 export async function runAblation(spec: VitSpec, source: ImageSource, opts: AblateOptions, context?: Partial<JobContext>): Promise<AblateResult> {
   const ctx = jobContext(context);
-  if (spec.modality !== 'vision' || !spec.patchEmbed) {
-    throw new UserError(`${spec.modelId}: ablate runs the model on images, so it needs a vision transformer (this is a ${spec.modality} model; use \`qkscope svd\` for its modes)`);
-  }
+  requireForward(spec, 'ablate');
   const { headDim: dh, width: d } = spec;
   if (opts.targets.length === 0) throw new UserError('ablate: nothing to ablate (no target modes)');
   if (opts.labels && opts.labels.length !== source.count) throw new Error(`runAblation: ${opts.labels.length} labels for ${source.count} images`);

@@ -10,6 +10,7 @@
  *   await writePositionContent(r, 'runs/pos');   // position_content.json, shares.npy, heads.csv, figure
  */
 import type { VitSpec } from '../arch/spec.js';
+import { requireForward } from '../arch/runnable.js';
 import { UserError } from '../errors.js';
 import type { ImageSource } from '../images/source.js';
 import { analyzeModel } from '../analysis/model-modes.js';
@@ -68,9 +69,7 @@ export interface PositionContentResult {
 
 export async function runPositionContent(spec: VitSpec, source: ImageSource, opts: PositionContentOptions = {}, context?: Partial<JobContext>): Promise<PositionContentResult> {
   const ctx = jobContext(context);
-  if (spec.modality !== 'vision' || !spec.patchEmbed) {
-    throw new UserError(`${spec.modelId}: position-content runs the model on images, so it needs a vision transformer (this is a ${spec.modality} model; use \`qkscope svd\` for its modes)`);
-  }
+  requireForward(spec, 'position-content');
   const N = source.count;
   if (N < 2) throw new UserError(`position-content: give at least 2 images (got ${N}); the position part is the mean over images, so one image has no content part`);
   const { heads: H, headDim: dh, width: d } = spec;

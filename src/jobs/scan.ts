@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { CentreSums } from '../analysis/anisotropy.js';
 import { TopKLists } from '../analysis/topk.js';
 import { loadWeight, type VitSpec } from '../arch/spec.js';
+import { requireForward } from '../arch/runnable.js';
 import { tokenLayout, centrePatch } from '../arch/tokens.js';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../io/fs.js';
@@ -154,9 +155,7 @@ function resolve(spec: VitSpec, setup: ScanSetup, opts: ScanOptions): Resolved {
  */
 export async function prepareScan(spec: VitSpec, dir: string, setup: ScanSetup, opts: ScanOptions, resume: boolean, context?: Partial<JobContext>): Promise<{ store: ScanStore; resumed: boolean }> {
   const ctx = jobContext(context);
-  if (spec.modality !== 'vision' || !spec.patchEmbed) {
-    throw new UserError(`${spec.modelId}: scan runs the model on images, so it needs a vision transformer (this is a ${spec.modality} model; use \`qkscope svd\` for its modes)`);
-  }
+  requireForward(spec, 'scan');
   const r = resolve(spec, setup, opts);
   const dbPath = ScanStore.pathIn(dir);
   const fingerprint = await weightsFingerprint(spec, r.layers);

@@ -7,14 +7,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { realpathSync, statSync } from 'node:fs';
 import { UserError } from '../errors.js';
 import type * as A from '../api-types.js';
-import { layerCurve } from '../analysis/compare.js';
 import { decompositionOf, imageModesOf } from '../analysis/decomposition.js';
-import { headDetail as headPayload, modeDetail as modePayload, modelRun, runBrief, type ExplorerRun } from '../store/explorer.js';
+import { anisotropyPayload, headDetail as headPayload, modeDetail as modePayload, modelRun, runBrief, storedBaselineValues, type ExplorerRun } from '../store/explorer.js';
 import { patchMaps } from '../analysis/mode-maps.js';
 import type { HeadModes } from '../analysis/types.js';
 import { expandImagePaths } from '../images/sources.js';
 import { ListingSource } from '../images/source.js';
-import { readStoredBaseline } from '../store/svd-run.js';
 import type { TopkImageLocator } from '../store/scan-run.js';
 import { ANISOTROPY_DEFINITION, anisotropyBaseline } from '../jobs/anisotropy.js';
 import { CONTRIBUTION_DEFINITION, contributionsOf } from '../jobs/contributions.js';
@@ -521,63 +519,30 @@ export class Api {
 
   /** The run's own baseline (anisotropy.json, else the scan's), else computed live from up to N images. */
   private async anisotropyOf(r: RunInfo): Promise<A.Anisotropy> {
-    const L = r.summary.dims.layers;
-    const depth = r.summary.layers.map((x) => x.depth);
-    let source: A.AnisotropySource;
-    let values: Map<number, { value: number; images: number | null; interval: [number, number] | null }>;
-    let definition = ANISOTROPY_DEFINITION;
-    const stored = readStoredBaseline(r.dir, r.summary);
-    const fromDb = (() => {
-      try {
-        return this.runs.scan(r)?.anisotropy() ?? null;
-      } catch {
-        return null;
-      }
-    })();
-    if (stored) {
-      source = stored.source;
-      values = stored.layers;
-    } else if (fromDb) {
-      source = 'scan';
-      values = new Map([...fromDb].map(([l, v]) => [l, { value: v.value, images: v.n, interval: null }]));
-    } else {
-      const locs = this.gallery(r.id).images.slice(0, this.opts.anisotropyImages ?? 64);
-      if (locs.length < 2) {
-        return { available: false, reason: `run ${r.id} stores no anisotropy baseline; run \`qkscope anisotropy MODEL IMAGES --run RUN\`, or start serve with --images DIR to estimate one here` };
-      }
-      const m = await this.model(r);
-      const imgs = locs.map((g) => this.images.onDisk(g.locator, g.source === 'scan'));
-      const src = new ListingSource({ entries: imgs.map((i) => i.entry) }, m.pp.pp, m.pp.options, { decode: { maxPixels: this.opts.maxPixels } });
-      try {
-        const b = await m.serial(() => anisotropyBaseline(m.spec, src, { layers: 'all', batch: this.opts.batch, device: this.opts.device, threads: this.opts.threads }));
-        source = 'live';
-        values = new Map(b.values.map((v) => [v.layer, { value: v.value ?? NaN, images: v.n, interval: v.interval }]));
-        definition = ANISOTROPY_DEFINITION;
-      } finally {
-        src.close();
-      }
+    const stored = storedBaselineValues({ dir: r.dir, summary: r.summary, scan: this.scanOf(r) });
+    if (stored) return anisotropyPayload(r, stored, ANISOTROPY_DEFINITION);
+    const locs = this.gallery(r.id).images.slice(0, this.opts.anisotropyImages ?? 64);
+    if (locs.length < 2) {
+      return { available: false, reason: `run ${r.id} stores no anisotropy baseline; run \`qkscope anisotropy MODEL IMAGES --run RUN\`, or start serve with --images DIR to estimate one here` };
     }
-    const layers: A.AnisotropyLayerValue[] = Array.from({ length: L }, (_, l) => {
-      const v = values.get(l);
-      return { layer: l, depth: depth[l], value: v && Number.isFinite(v.value) ? v.value : null, images: v?.images ?? null, interval: v?.interval ?? null };
-    });
-    const counts = layers.map((x) => x.images ?? 0);
-    const images = Math.max(0, ...counts);
-    const baseline = layers.map((x) => (x.value === null ? NaN : x.value));
-    const w = layerCurve(r.summary, 'weighted', baseline);
-    const p = layerCurve(r.summary, 'plain', baseline);
-    const what = { 'anisotropy.json': 'the run’s anisotropy.json (qkscope anisotropy)', scan: 'the run’s scan', live: `computed here from ${images} images (the run stores none)` }[source];
-    const covered = layers.filter((x) => x.value !== null).length;
-    return {
-      available: covered > 0,
-      ...(covered ? {} : { reason: `the baseline covers no layer of run ${r.id}` }),
-      source,
-      description: `baseline from ${what}${source === 'live' ? '' : `, ${images} images`}${covered < L ? `, ${covered} of ${L} layers` : ''}`,
-      images,
-      definition,
-      layers,
-      relative: { weighted: { value: w.value, band95: w.band95 }, plain: { value: p.value, band95: p.band95 } },
-    };
+    const m = await this.model(r);
+    const imgs = locs.map((g) => this.images.onDisk(g.locator, g.source === 'scan'));
+    const src = new ListingSource({ entries: imgs.map((i) => i.entry) }, m.pp.pp, m.pp.options, { decode: { maxPixels: this.opts.maxPixels } });
+    try {
+      const b = await m.serial(() => anisotropyBaseline(m.spec, src, { layers: 'all', batch: this.opts.batch, device: this.opts.device, threads: this.opts.threads }));
+      return anisotropyPayload(r, { source: 'live', values: new Map(b.values.map((v) => [v.layer, { value: v.value ?? NaN, images: v.n, interval: v.interval }])) }, ANISOTROPY_DEFINITION);
+    } finally {
+      src.close();
+    }
+  }
+
+  /** The run's scan database, or null (a bad run.db: the Mode view reports it). */
+  private scanOf(r: RunInfo): ReturnType<RunStore['scan']> | null {
+    try {
+      return this.runs.scan(r) ?? null;
+    } catch {
+      return null;
+    }
   }
 }
 

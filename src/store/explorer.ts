@@ -166,46 +166,52 @@ export function modeDetail(r: ExplorerRun, l: number, h: number, n: number): A.M
   };
 }
 
-/**
- * The run's stored anisotropy baseline (anisotropy.json, else the scan's) as the Models view
- * reads it, with the relative curves; null when the run stores none.
- */
-export function storedAnisotropy(r: ExplorerRun, definition: string): A.Anisotropy | null {
-  const L = r.summary.dims.layers;
-  let source: A.AnisotropySource;
-  let values: Map<number, { value: number; images: number | null; interval: [number, number] | null }>;
+/** A per-layer anisotropy baseline and where it came from. */
+export interface BaselineValues {
+  source: A.AnisotropySource;
+  values: Map<number, { value: number; images: number | null; interval: [number, number] | null }>;
+}
+
+/** The run's stored baseline: anisotropy.json (qkscope anisotropy), else the scan's; null when it stores none. */
+export function storedBaselineValues(r: Pick<ExplorerRun, 'dir' | 'summary' | 'scan'>): BaselineValues | null {
   const stored = readStoredBaseline(r.dir, r.summary);
+  if (stored) return { source: stored.source, values: stored.layers };
   let fromDb: Map<number, { value: number; n: number | null }> | null = null;
   try {
     fromDb = r.scan?.anisotropy() ?? null;
   } catch {
     fromDb = null;
   }
-  if (stored) {
-    source = stored.source;
-    values = stored.layers;
-  } else if (fromDb) {
-    source = 'scan';
-    values = new Map([...fromDb].map(([l, v]) => [l, { value: v.value, images: v.n, interval: null }]));
-  } else return null;
+  return fromDb ? { source: 'scan', values: new Map([...fromDb].map(([l, v]) => [l, { value: v.value, images: v.n, interval: null }])) } : null;
+}
+
+/** The Models view's anisotropy payload for a baseline: values per layer, the relative curves, and what it is. */
+export function anisotropyPayload(r: Pick<ExplorerRun, 'id' | 'summary'>, b: BaselineValues, definition: string): A.Anisotropy {
+  const L = r.summary.dims.layers;
   const layers: A.AnisotropyLayerValue[] = Array.from({ length: L }, (_, l) => {
-    const v = values.get(l);
+    const v = b.values.get(l);
     return { layer: l, depth: r.summary.layers[l].depth, value: v && Number.isFinite(v.value) ? v.value : null, images: v?.images ?? null, interval: v?.interval ?? null };
   });
   const images = Math.max(0, ...layers.map((x) => x.images ?? 0));
   const baseline = layers.map((x) => (x.value === null ? NaN : x.value));
   const w = layerCurve(r.summary, 'weighted', baseline);
   const p = layerCurve(r.summary, 'plain', baseline);
-  const what = source === 'scan' ? 'the run’s scan' : 'the run’s anisotropy.json (qkscope anisotropy)';
+  const what = { 'anisotropy.json': 'the run’s anisotropy.json (qkscope anisotropy)', scan: 'the run’s scan', live: `computed here from ${images} images (the run stores none)` }[b.source];
   const covered = layers.filter((x) => x.value !== null).length;
   return {
     available: covered > 0,
     ...(covered ? {} : { reason: `the baseline covers no layer of run ${r.id}` }),
-    source,
-    description: `baseline from ${what}, ${images} images${covered < L ? `, ${covered} of ${L} layers` : ''}`,
+    source: b.source,
+    description: `baseline from ${what}${b.source === 'live' ? '' : `, ${images} images`}${covered < L ? `, ${covered} of ${L} layers` : ''}`,
     images,
     definition,
     layers,
     relative: { weighted: { value: w.value, band95: w.band95 }, plain: { value: p.value, band95: p.band95 } },
   };
+}
+
+/** The run's stored anisotropy baseline as the Models view reads it; null when the run stores none. */
+export function storedAnisotropy(r: ExplorerRun, definition: string): A.Anisotropy | null {
+  const b = storedBaselineValues(r);
+  return b ? anisotropyPayload(r, b, definition) : null;
 }
