@@ -7,8 +7,8 @@
  * does no colour management: the pixel values match what the checkpoints were trained on.
  */
 import { statSync } from 'node:fs';
-import sharp from 'sharp';
 import { UserError } from '../errors.js';
+import { loadSharp } from '../io/sharp.js';
 
 export interface RgbImage {
   /** Interleaved RGB, row-major, height x width x 3. */
@@ -52,6 +52,7 @@ export async function decodeImage(path: string, opts: DecodeOptions = {}): Promi
  */
 export async function decodeWithSharp(input: string | Uint8Array, opts: DecodeOptions = {}): Promise<RgbImage> {
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  const sharp = await loadSharp();
   // ignoreIcc: Pillow does not colour-manage either, so pixel values match HF's. limitInputPixels
   // is libvips' own guard; the header check below gives the clearer message first.
   // The header first (format and size, nothing decoded), without libvips' own pixel limit, so a

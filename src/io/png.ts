@@ -1,11 +1,5 @@
-/**
- * PNG encoding with sharp: SVG figures rasterised, RGB images encoded. sharp (libvips) is
- * loaded on first use: ~0.1 s of start-up that commands writing no PNG (svd --no-figures)
- * should not pay.
- */
-type Sharp = typeof import('sharp');
-let sharpModule: Promise<Sharp> | null = null;
-const loadSharp = (): Promise<Sharp> => (sharpModule ??= import('sharp').then((m) => (m as unknown as { default: Sharp }).default));
+/** PNG encoding with sharp: SVG figures rasterised, RGB images encoded (sharp loaded on first use). */
+import { loadSharp } from './sharp.js';
 
 /**
  * zlib level for every PNG we write. Level 9 took twice the time of 6 on the figures (a

@@ -501,6 +501,62 @@ export class ScanStore {
   }
 }
 
+export interface MergedScan {
+  meta: ScanMeta;
+  /** run.db paths of the inputs: modes and vectors are copied from the first, images from all. */
+  sources: string[];
+  lists: TopKLists;
+  index: ListIndex;
+  anisotropy: { layer: number; value: number | null; n: number; sums: BigInt64Array }[];
+  progress: { total: number; done: number; skipped: number; elapsed_s: number };
+}
+
+/**
+ * Writes `dir/run.db` of a merge atomically (built as run.db.partial, renamed when complete; a
+ * failure, e.g. a full disk, leaves nothing). The caller holds the directory's lock.
+ */
+export function createMergedScan(dir: string, m: MergedScan): void {
+  const final = ScanStore.pathIn(dir);
+  const tmp = `${final}.partial`;
+  const clean = () => {
+    for (const f of [tmp, `${tmp}-journal`, `${tmp}-wal`, `${tmp}-shm`]) rmSync(f, { force: true });
+  };
+  clean();
+  try {
+    guardSql(final, () => {
+      const db = openScanDb(tmp, { create: true, journal: 'delete' });
+      try {
+        db.exec(SCHEMA_SQL);
+        db.transaction(() => writeMeta(db, m.meta))();
+        const attach = (path: string, body: () => void) => {
+          db.prepare('ATTACH DATABASE ? AS src').run(path);
+          try {
+            body();
+          } finally {
+            db.exec('DETACH DATABASE src');
+          }
+        };
+        attach(m.sources[0], () => db.exec('INSERT INTO modes SELECT * FROM src.modes; INSERT INTO vectors SELECT * FROM src.vectors;'));
+        for (const p of m.sources) attach(p, () => db.exec('INSERT INTO images SELECT * FROM src.images'));
+        const all = Array.from({ length: m.index.size }, (_, i) => i).filter((h) => m.lists.count[h] > 0);
+        db.transaction(() => {
+          writeHeapState(db, m.lists, m.index, all);
+          writeTopkRows(db, m.lists, m.index, all);
+          const an = db.prepare('INSERT INTO anisotropy (layer, value, n, sums) VALUES (?, ?, ?, ?)');
+          for (const a of m.anisotropy) an.run(a.layer, a.value, a.n, Buffer.from(a.sums.buffer, a.sums.byteOffset, a.sums.byteLength));
+          db.prepare('INSERT INTO progress (id, total, done, skipped, batches, elapsed_s, updated) VALUES (1, ?, ?, ?, 0, ?, ?)').run(m.progress.total, m.progress.done, m.progress.skipped, m.progress.elapsed_s, new Date().toISOString());
+        })();
+      } finally {
+        db.close();
+      }
+      renameSync(tmp, final);
+    });
+  } catch (e) {
+    clean();
+    throw e;
+  }
+}
+
 export function f32Blob(a: Float32Array): Buffer {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 }

@@ -291,3 +291,24 @@ export class TopkReader {
     this.db = null;
   }
 }
+
+/** The progress row of a scan (counts and the seconds it took). */
+export function progressRow(r: Pick<ScanRun, 'db'>): { total: number; done: number; skipped: number; elapsed_s: number } {
+  return r.db.prepare('SELECT total, done, skipped, elapsed_s FROM progress').get() as { total: number; done: number; skipped: number; elapsed_s: number };
+}
+
+/** Every stored top-k list (the authoritative heap_state), decoded. */
+export function* storedLists(r: Pick<ScanRun, 'db'>): Generator<{ layer: number; head: number; mode: number; sign: 1 | -1; entries: TopEntry[] }> {
+  for (const row of r.db.prepare('SELECT layer, head, mode, sign, entries FROM heap_state').iterate() as IterableIterator<{ layer: number; head: number; mode: number; sign: number; entries: Buffer }>) {
+    yield { layer: row.layer, head: row.head, mode: row.mode, sign: row.sign < 0 ? -1 : 1, entries: decodeEntries(row.entries) };
+  }
+}
+
+/** The exact anisotropy sums per layer (fixed-point, see analysis/anisotropy.ts). */
+export function anisotropySums(r: Pick<ScanRun, 'db'>): { layer: number; n: number; sums: BigInt64Array }[] {
+  return (r.db.prepare('SELECT layer, n, sums FROM anisotropy').all() as { layer: number; n: number; sums: Buffer }[]).map((a) => ({
+    layer: a.layer,
+    n: a.n,
+    sums: new BigInt64Array(a.sums.buffer.slice(a.sums.byteOffset, a.sums.byteOffset + a.sums.length)),
+  }));
+}
