@@ -25,7 +25,7 @@ export function forwardUnavailable(spec: VitSpec): string | null {
  */
 export function requireForward(spec: VitSpec, command?: string): void {
   const why = forwardUnavailable(spec);
-  if (why) throw new UserError(`${command ? `${command}: ` : ''}${spec.modelId} cannot be run on images: ${why}; commands that run images need a vision transformer; use \`qkscope svd\` for its modes`);
+  if (why) throw new UserError(`${command ? `${command}: ` : ''}${spec.modelId} cannot be run on images: ${why}; use \`qkscope svd\` for its modes (commands that run images need a vision transformer)`);
 }
 
 /**

@@ -86,6 +86,6 @@ export function imageSourceFor(spec: VitSpec, paths: string[], flags: { pixels?:
 /** `<images>` or `--pixels`, exactly one of them; the image paths (checked before the model loads). */
 export function imageArgs(command: string, images: string[], flags: { pixels?: string }, expand: (inputs: string[]) => string[] = expandImagePaths, minimum = 1): string[] {
   if (flags.pixels && images.length) throw new UserError(`--pixels ${flags.pixels}: give either --pixels or image files, not both`);
-  if (!flags.pixels && images.length === 0) throw new UserError(`${command}: give at least ${minimum} image file${minimum === 1 ? '' : 's'} (or a folder), or --pixels X.npy`);
+  if (!flags.pixels && images.length === 0) throw new UserError(`${command}: give at least ${minimum === 1 ? 'one image file' : `${minimum} image files`} (or a folder), or --pixels X.npy`);
   return flags.pixels ? [] : expand(images);
 }
