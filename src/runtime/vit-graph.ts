@@ -489,7 +489,8 @@ function packBias(b: (Float32Array | null)[], hd: number): Float32Array {
  * (query i, key j): patches use (Δrow + Wh−1)(2Ww−1) + (Δcol + Ww−1); CLS→token n−3,
  * token→CLS n−2, CLS→CLS n−1 (n = table rows).
  */
-async function relPosBias(spec: VitSpec, rp: NonNullable<VitSpec['blocks'][number]['relPosBias']>, layout: TokenLayout): Promise<Float32Array> {
+/** BEiT's relative position bias of every head for `layout`, [H, T, T] (the runtime's and runtime/taps.ts's one indexing). */
+export async function relPosBias(spec: VitSpec, rp: NonNullable<VitSpec['blocks'][number]['relPosBias']>, layout: TokenLayout): Promise<Float32Array> {
   const [wh, ww] = rp.window;
   if (wh !== layout.grid[0] || ww !== layout.grid[1]) {
     throw new UserError(
