@@ -13,7 +13,7 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
-import { IMAGE_EXTENSIONS, expandImagePaths } from '../images/sources.js';
+import { expandImagePaths, imagesIn, statInput } from '../images/sources.js';
 
 /**
  * Like `expandImagePaths`, but a folder that holds no images and has subfolders is treated as
@@ -22,21 +22,11 @@ import { IMAGE_EXTENSIONS, expandImagePaths } from '../images/sources.js';
 export function expandClassFolders(inputs: string[]): string[] {
   const out: string[] = [];
   for (const p of inputs) {
-    let st;
-    try {
-      st = statSync(p);
-    } catch (e) {
-      throw new UserError(`${p}: cannot open (${(e as NodeJS.ErrnoException).code ?? e}); check the path`);
-    }
-    if (st.isDirectory()) {
+    if (statInput(p).isDirectory()) {
       const entries = readdirSync(p).sort();
-      const hasImages = entries.some((f) => IMAGE_EXTENSIONS.includes(extname(f).toLowerCase()));
       const subdirs = entries.filter((f) => statSync(join(p, f)).isDirectory());
-      if (!hasImages && subdirs.length) {
-        for (const s of subdirs) {
-          const files = readdirSync(join(p, s)).filter((f) => IMAGE_EXTENSIONS.includes(extname(f).toLowerCase())).sort();
-          out.push(...files.map((f) => join(p, s, f)));
-        }
+      if (imagesIn(p).length === 0 && subdirs.length) {
+        for (const s of subdirs) out.push(...imagesIn(join(p, s)));
         continue;
       }
     }

@@ -18,7 +18,7 @@
  * position in it. Every shard of a sharded scan enumerates the same full list, so ids agree
  * across shards and merged results equal a single scan.
  */
-import { closeSync, openSync, readSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, extname, join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
@@ -28,21 +28,29 @@ import { ParquetImages, openParquet } from './parquet.js';
 
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif', '.avif', '.bmp'];
 
+/** An image argument's stat, or a one-line error naming it. */
+export function statInput(p: string): Stats {
+  try {
+    return statSync(p);
+  } catch (e) {
+    throw new UserError(`${p}: cannot open (${(e as NodeJS.ErrnoException).code ?? e}); check the path`);
+  }
+}
+
+/** The image files directly in a folder, sorted by name. */
+export function imagesIn(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((f) => IMAGE_EXTENSIONS.includes(extname(f).toLowerCase()))
+    .sort()
+    .map((f) => join(dir, f));
+}
+
 /** Expands directories (sorted, image extensions only, not recursive); files are kept as given. */
 export function expandImagePaths(inputs: string[]): string[] {
   const out: string[] = [];
   for (const p of inputs) {
-    let st;
-    try {
-      st = statSync(p);
-    } catch (e) {
-      throw new UserError(`${p}: cannot open (${(e as NodeJS.ErrnoException).code ?? e}); check the path`);
-    }
-    if (st.isDirectory()) {
-      const files = readdirSync(p)
-        .filter((f) => IMAGE_EXTENSIONS.includes(extname(f).toLowerCase()))
-        .sort()
-        .map((f) => join(p, f));
+    if (statInput(p).isDirectory()) {
+      const files = imagesIn(p);
       if (files.length === 0) throw new UserError(`${p}: no images (${IMAGE_EXTENSIONS.join(', ')}) in this folder`);
       out.push(...files);
     } else out.push(p);

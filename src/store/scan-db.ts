@@ -308,41 +308,23 @@ export class ScanStore {
    * there is either no database or a complete one. The caller holds the directory's lock.
    */
   static create(dir: string, init: ScanInit, d: number): ScanStore {
-    const final = ScanStore.pathIn(dir);
-    const tmp = `${final}.partial`;
-    const clean = () => {
-      for (const f of [tmp, `${tmp}-journal`, `${tmp}-wal`, `${tmp}-shm`]) rmSync(f, { force: true });
-    };
-    clean();
-    try {
-      guardSql(final, () => {
-        const db = openScanDb(tmp, { create: true, journal: 'delete' });
-        try {
-          db.exec(SCHEMA_SQL);
-          db.transaction(() => {
-            const vec = db.prepare('INSERT INTO vectors (layer, head, u, v) VALUES (?, ?, ?, ?)');
-            const mode = db.prepare('INSERT INTO modes (layer, head, mode, sigma, cosine, rel_gap) VALUES (?, ?, ?, ?, ?, ?)');
-            for (const h of init.heads) {
-              vec.run(h.layer, h.head, f32Blob(h.u), f32Blob(h.v));
-              for (let n = 0; n < h.sigma.length; n++) mode.run(h.layer, h.head, n, h.sigma[n], h.cosine[n], h.relGap[n]);
-            }
-            const img = db.prepare('INSERT INTO images (id, path, source, container, member) VALUES (?, ?, ?, ?, ?)');
-            for (const e of init.images) img.run(e.id, e.locator, e.kind, e.container, e.member);
-            const an = db.prepare('INSERT INTO anisotropy (layer, value, n, sums) VALUES (?, NULL, 0, ?)');
-            for (const l of init.meta.layers) an.run(l, Buffer.alloc(d * 8));
-            db.prepare('INSERT INTO progress (id, total, done, skipped, batches, elapsed_s, updated) VALUES (1, ?, 0, 0, 0, 0, ?)').run(init.images.length, new Date().toISOString());
-            writeMeta(db, { ...init.meta, modes_sha256: '' });
-            writeMeta(db, { modes_sha256: vectorsHash(db) });
-          })();
-        } finally {
-          db.close();
+    buildAtomically(dir, (db) => {
+      db.transaction(() => {
+        const vec = db.prepare('INSERT INTO vectors (layer, head, u, v) VALUES (?, ?, ?, ?)');
+        const mode = db.prepare('INSERT INTO modes (layer, head, mode, sigma, cosine, rel_gap) VALUES (?, ?, ?, ?, ?, ?)');
+        for (const h of init.heads) {
+          vec.run(h.layer, h.head, f32Blob(h.u), f32Blob(h.v));
+          for (let n = 0; n < h.sigma.length; n++) mode.run(h.layer, h.head, n, h.sigma[n], h.cosine[n], h.relGap[n]);
         }
-        renameSync(tmp, final);
-      });
-    } catch (e) {
-      clean();
-      throw e;
-    }
+        const img = db.prepare('INSERT INTO images (id, path, source, container, member) VALUES (?, ?, ?, ?, ?)');
+        for (const e of init.images) img.run(e.id, e.locator, e.kind, e.container, e.member);
+        const an = db.prepare('INSERT INTO anisotropy (layer, value, n, sums) VALUES (?, NULL, 0, ?)');
+        for (const l of init.meta.layers) an.run(l, Buffer.alloc(d * 8));
+        db.prepare('INSERT INTO progress (id, total, done, skipped, batches, elapsed_s, updated) VALUES (1, ?, 0, 0, 0, 0, ?)').run(init.images.length, new Date().toISOString());
+        writeMeta(db, { ...init.meta, modes_sha256: '' });
+        writeMeta(db, { modes_sha256: vectorsHash(db) });
+      })();
+    });
     return ScanStore.open(dir);
   }
 
@@ -516,6 +498,35 @@ export interface MergedScan {
  * failure, e.g. a full disk, leaves nothing). The caller holds the directory's lock.
  */
 export function createMergedScan(dir: string, m: MergedScan): void {
+  buildAtomically(dir, (db) => {
+    db.transaction(() => writeMeta(db, m.meta))();
+    const attach = (path: string, body: () => void) => {
+      db.prepare('ATTACH DATABASE ? AS src').run(path);
+      try {
+        body();
+      } finally {
+        db.exec('DETACH DATABASE src');
+      }
+    };
+    attach(m.sources[0], () => db.exec('INSERT INTO modes SELECT * FROM src.modes; INSERT INTO vectors SELECT * FROM src.vectors;'));
+    for (const p of m.sources) attach(p, () => db.exec('INSERT INTO images SELECT * FROM src.images'));
+    const all = Array.from({ length: m.index.size }, (_, i) => i).filter((h) => m.lists.count[h] > 0);
+    db.transaction(() => {
+      writeHeapState(db, m.lists, m.index, all);
+      writeTopkRows(db, m.lists, m.index, all);
+      const an = db.prepare('INSERT INTO anisotropy (layer, value, n, sums) VALUES (?, ?, ?, ?)');
+      for (const a of m.anisotropy) an.run(a.layer, a.value, a.n, Buffer.from(a.sums.buffer, a.sums.byteOffset, a.sums.byteLength));
+      db.prepare('INSERT INTO progress (id, total, done, skipped, batches, elapsed_s, updated) VALUES (1, ?, ?, ?, 0, ?, ?)').run(m.progress.total, m.progress.done, m.progress.skipped, m.progress.elapsed_s, new Date().toISOString());
+    })();
+  });
+}
+
+/**
+ * Builds `dir/run.db` as `run.db.partial` (rollback journal, closed before the rename) and renames
+ * it into place: there is either no database or a complete one; a failure (a full disk) removes
+ * the partial files and becomes one line.
+ */
+function buildAtomically(dir: string, build: (db: Database.Database) => void): void {
   const final = ScanStore.pathIn(dir);
   const tmp = `${final}.partial`;
   const clean = () => {
@@ -527,25 +538,7 @@ export function createMergedScan(dir: string, m: MergedScan): void {
       const db = openScanDb(tmp, { create: true, journal: 'delete' });
       try {
         db.exec(SCHEMA_SQL);
-        db.transaction(() => writeMeta(db, m.meta))();
-        const attach = (path: string, body: () => void) => {
-          db.prepare('ATTACH DATABASE ? AS src').run(path);
-          try {
-            body();
-          } finally {
-            db.exec('DETACH DATABASE src');
-          }
-        };
-        attach(m.sources[0], () => db.exec('INSERT INTO modes SELECT * FROM src.modes; INSERT INTO vectors SELECT * FROM src.vectors;'));
-        for (const p of m.sources) attach(p, () => db.exec('INSERT INTO images SELECT * FROM src.images'));
-        const all = Array.from({ length: m.index.size }, (_, i) => i).filter((h) => m.lists.count[h] > 0);
-        db.transaction(() => {
-          writeHeapState(db, m.lists, m.index, all);
-          writeTopkRows(db, m.lists, m.index, all);
-          const an = db.prepare('INSERT INTO anisotropy (layer, value, n, sums) VALUES (?, ?, ?, ?)');
-          for (const a of m.anisotropy) an.run(a.layer, a.value, a.n, Buffer.from(a.sums.buffer, a.sums.byteOffset, a.sums.byteLength));
-          db.prepare('INSERT INTO progress (id, total, done, skipped, batches, elapsed_s, updated) VALUES (1, ?, ?, ?, 0, ?, ?)').run(m.progress.total, m.progress.done, m.progress.skipped, m.progress.elapsed_s, new Date().toISOString());
-        })();
+        build(db);
       } finally {
         db.close();
       }
