@@ -89,6 +89,28 @@ const sections: Record<string, Section> = {
     results.scan = r;
   },
 
+  async figure(results) {
+    const { benchFigure } = await import('./figure.js');
+    console.log('== figure modes and the serve Mode view: real ViT-Tiny (../shared), layer 5 head 1 ==');
+    const r = await benchFigure();
+    if (!r.available) {
+      console.log(`not run: ${r.why}`);
+      results.figure = r;
+      return;
+    }
+    const f = r.figure!;
+    const s = r.serve && 'modeMs' in r.serve ? r.serve : null;
+    console.table({
+      'figure modes 0-5 both signs, 8 images: wall s (range; target <= 3)': `${fmt(f.wall.best)} (${range(f.wall)})`,
+      'PNG MB (target <= 3)': fmt(f.pngMB),
+      'peak RSS MB': fmt(f.peakRssMB, 0),
+      'serve Mode view, 16 images drawn, ms (3 modes; target <= 1500)': s ? s.modeMs.join(', ') : (r.serve as { unavailable: string }).unavailable,
+      'serve repeat visit ms': s ? String(s.repeatMs) : '-',
+      'load 1m': `${fmt(r.load[0], 1)} → ${fmt(r.load[1], 1)}`,
+    });
+    results.figure = r;
+  },
+
   async ablate(results) {
     const { benchAblate } = await import('./ablate.js');
     // The ratio is per mode, so a few images and modes measure it; QKSCOPE_BENCH_FULL=1 runs more.

@@ -200,7 +200,7 @@ export async function writeModesFigure(r: ModesFigureResult, outFile: string): P
   const base = basename(outFile).slice(0, -ext.length);
   const out = new RunDir(dirname(outFile) || '.', 'figure-modes', { manifest: `${base}.json` });
   try {
-    await out.figure(base, r.svg, "a head's modes with their top images: query map red, key map cyan");
+    await out.figure(base, r.svg, "a head's modes with their top images: query map red, key map cyan", { photos: true });
     out.commit(out.header(r.model, r.options, { run: r.run }), { tiles: r.tiles, warnings: r.warnings, rows: r.rows });
   } catch (e) {
     out.abort();

@@ -201,11 +201,11 @@ export class RunDir {
   }
 
   /** A figure as `base.svg` and `base.png` (SVG rasterised at 144 dpi). */
-  async figure(base: string, svg: string, about: string): Promise<void> {
+  async figure(base: string, svg: string, about: string, opts: { photos?: boolean } = {}): Promise<void> {
     this.writePartial(`${base}.svg`, svg);
     // Described now, so that figures rasterised concurrently keep the manifest's order.
     this.describe(`${base}.svg/.png`, about);
-    this.writePartial(`${base}.png`, await svgToPng(svg));
+    this.writePartial(`${base}.png`, await svgToPng(svg, 2, { photos: opts.photos }));
   }
 
   /** The manifest header for `model`, `options` and `inputs` (files and shapes as written so far). */
