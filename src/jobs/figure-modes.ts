@@ -130,6 +130,7 @@ export async function runModesFigure(run: ScanRun, spec: VitSpec, o: ModesFigure
   const how = o.normalize ?? 'percentile';
 
   const rows: ModesRow[] = [];
+  const encodes: Promise<unknown>[] = [];
   const described: ModesFigureResult['rows'] = [];
   let tiles = 0;
   for (const r of rowsSpec) {
@@ -163,15 +164,18 @@ export async function runModesFigure(run: ScanRun, spec: VitSpec, o: ModesFigure
       const qUp = upsampleGrid(scaleMap(c.q!, qs[h]), gr, gc, ih, iw);
       const kUp = upsampleGrid(scaleMap(c.k!, ks[h]), gr, gc, ih, iw);
       h++;
+      // Encoded on libuv's threads while this one computes the next overlays; awaited below.
+      const tile: ModesRow['tiles'][number] = { href: null, caption, name, qToken: c.e.qToken, kToken: c.e.kToken };
+      row.tiles.push(tile);
       if (o.style === 'separate') {
-        row.tiles.push({ href: await jpg(overlayRgb(c.v.rgb, iw, ih, qUp, null)), hrefKey: await jpg(overlayRgb(c.v.rgb, iw, ih, null, kUp)), caption, name, qToken: c.e.qToken, kToken: c.e.kToken });
-      } else {
-        row.tiles.push({ href: await jpg(overlayRgb(c.v.rgb, iw, ih, qUp, kUp)), caption, name, qToken: c.e.qToken, kToken: c.e.kToken });
-      }
+        encodes.push(jpg(overlayRgb(c.v.rgb, iw, ih, qUp, null)).then((u) => (tile.href = u)));
+        encodes.push(jpg(overlayRgb(c.v.rgb, iw, ih, null, kUp)).then((u) => (tile.hrefKey = u)));
+      } else encodes.push(jpg(overlayRgb(c.v.rgb, iw, ih, qUp, kUp)).then((u) => (tile.href = u)));
     }
     rows.push(row);
     described.push(desc);
   }
+  await Promise.all(encodes);
   const prog = scanProgress(run);
   const normText = { percentile: 'maps scaled per image from the median to the 99th percentile', image: 'maps scaled per image (positive part ÷ max)', row: 'maps scaled per row (positive part ÷ row max)' }[how];
   const svg = modesFigure({
