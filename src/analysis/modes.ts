@@ -37,7 +37,7 @@
  * result is deterministic and U, V have orthonormal rows. Such modes' cosines are arbitrary
  * but carry zero weight in the σ-weighted head score (they do count in the plain mean).
  */
-import { Arena, roundUp } from '../linalg/kernels.js';
+import { Arena, roundUp, threadArena } from '../linalg/kernels.js';
 import { condEstimateUpper, householderLQInPlace } from '../linalg/dense.js';
 import { completeOrthonormalRows, gkSvd, jacobiRows, orderDescending } from '../linalg/svd.js';
 import type { FloatArray } from '../checkpoint/types.js';
@@ -47,12 +47,7 @@ import type { FactorPath, HeadModes } from './types.js';
 export const KAPPA_CHOLQR = 1000;
 export const KAPPA_CHOLQR2 = 1e6;
 
-let defaultArena: Arena | undefined;
-
-/** The per-thread workspace used when none is passed. */
-export function threadArena(): Arena {
-  return (defaultArena ??= new Arena());
-}
+export { threadArena };
 
 export interface HeadModesOptions {
   arena?: Arena;

@@ -944,6 +944,16 @@ export class Arena {
 }
 
 /** Rounds n up to a multiple of m. */
+let defaultArena: Arena | undefined;
+
+/**
+ * The per-thread workspace every caller shares (the modes analysis, the scan's projection
+ * planning): one WebAssembly memory per thread, since V8 reserves ~10 GB of address space for each.
+ */
+export function threadArena(): Arena {
+  return (defaultArena ??= new Arena());
+}
+
 export function roundUp(n: number, m: number): number {
   return Math.ceil(n / m) * m;
 }

@@ -25,7 +25,7 @@
  */
 import { loadWeight, type VitSpec } from '../arch/spec.js';
 import type { OnnxGraph } from './onnx-graph.js';
-import { Arena, roundUp } from '../linalg/kernels.js';
+import { roundUp, threadArena } from '../linalg/kernels.js';
 import type { VitTensors } from './vit-graph.js';
 
 export type Embedding = 'ln' | 'residual';
@@ -129,15 +129,13 @@ function cholesky(G: Float64Array, n: number): boolean {
  * (W: [d_h, d] rows of the head; vecs: mode-major [d_h, d]). Returns rows a_n (mode-major
  * [d_h, d_h]) and which modes must be projected directly.
  */
-let arena: Arena | undefined;
-
 export function headCoefficients(W: Float32Array, vecs: Float32Array, dh: number, d: number): { a: Float64Array; direct: boolean[]; amplification: Float64Array } {
   // The two dh×dh products (G = W·Wᵀ and B = W·Vᵀ, B[i][n] = W_i·w_n) through the wasm SIMD
   // kernel the svd uses, on zero-padded rows (zeros change no dot product).
   const m4 = roundUp(dh, 4);
   const k2 = roundUp(d, 2);
   const at = { w: 0, v: m4 * k2, g: 2 * m4 * k2, b: 2 * m4 * k2 + m4 * m4 };
-  const ar = (arena ??= new Arena());
+  const ar = threadArena();
   const H = ar.reserve(at.b + m4 * m4);
   H.fill(0, 0, at.b + m4 * m4);
   for (let i = 0; i < dh; i++) {
