@@ -26,7 +26,7 @@ import { ablateQueryWeight, loadLayerQK, modesOf, type LayerQK } from '../analys
 import { EffectAccumulator, type AttentionEffect, type OutputEffect } from '../analysis/ablation-metrics.js';
 import { UserError } from '../errors.js';
 import type { ImageSource } from '../images/source.js';
-import { imageBatches, DEFAULT_BATCH, type SkippedImage } from '../runtime/batch-loop.js';
+import { imageBatches, DEFAULT_BATCH, skippedEntries, type SkippedImage } from '../runtime/batch-loop.js';
 import type { Device } from '../runtime/device.js';
 import { VitRuntime } from '../runtime/vit-runtime.js';
 import type { OnnxGraph } from '../runtime/onnx-graph.js';
@@ -395,7 +395,7 @@ export async function writeAblation(r: AblateResult, dir: string, opts: { figure
       definitions: ABLATE_DEFINITIONS,
       effects: r.effects.map((e, i) => ({ ...e, effect: effectSize(e), rank: rank[i] })),
       ranking: ranked.map(({ i }) => targetLabel(r.effects[i])),
-      skipped: r.skipped.map((s) => ({ index: s.id, path: s.label, reason: s.reason })),
+      skipped: skippedEntries(r.skipped),
       interrupted: r.interrupted,
       timing: r.timing,
     });

@@ -16,7 +16,7 @@ import { UserError } from '../errors.js';
 import type { ImageSource } from '../images/source.js';
 import { GroupedCentreSums, JACKKNIFE_GROUPS, relativeCurves, type AnisotropyLayer, type BaselineValue, type LayerCosines } from '../analysis/anisotropy.js';
 import { INTERVAL_LEVEL } from '../analysis/intervals.js';
-import { DEFAULT_BATCH, imageBatches, type SkippedImage } from '../runtime/batch-loop.js';
+import { DEFAULT_BATCH, imageBatches, skippedEntries, type SkippedImage } from '../runtime/batch-loop.js';
 import type { Device } from '../runtime/device.js';
 import { resolveLayers, type LayerSelection } from '../runtime/vit-graph.js';
 import { VitRuntime } from '../runtime/vit-runtime.js';
@@ -183,7 +183,7 @@ export async function writeAnisotropy(r: AnisotropyResult, dir: string, opts: { 
       patch_grid: b.patch_grid,
       images: b.images,
       image_paths: b.used,
-      skipped: b.skipped.map((s) => ({ path: s.label, reason: s.reason })),
+      skipped: skippedEntries(b.skipped),
       interrupted: b.interrupted,
       layers: r.layers.map((c) => {
         const v = b.values.find((x) => x.layer === c.layer);

@@ -18,7 +18,7 @@ import { logitsWidth, requireForward } from '../arch/runnable.js';
 import { ListingSource, type ImageSource } from '../images/source.js';
 import { fileListing } from '../images/sources.js';
 import { preprocessFor } from '../images/preprocess.js';
-import { imageBatches, DEFAULT_BATCH, type SkippedImage } from '../runtime/batch-loop.js';
+import { imageBatches, DEFAULT_BATCH, skippedEntries, type SkippedImage } from '../runtime/batch-loop.js';
 import type { Device } from '../runtime/device.js';
 import type { LayerSelection } from '../runtime/vit-graph.js';
 import { VitRuntime } from '../runtime/vit-runtime.js';
@@ -223,7 +223,7 @@ export async function writeEmbed(run: EmbedRun, dir: string, opts: { argv?: stri
       device: run.options.device,
       threads: run.options.threads,
       rows,
-      skipped: run.stats.skipped.map((x) => ({ index: x.id, path: x.label, reason: x.reason })),
+      skipped: skippedEntries(run.stats.skipped),
       interrupted,
       dtype: 'float32',
       ln: 'LayerNorm output feeding each block’s attention (x = LN1(h))',

@@ -18,7 +18,7 @@ import type { ObjectsItem } from '../data/datasets.js';
 import { argmax, downscaleMask, readBinaryMask } from '../data/masks.js';
 import { bootstrapInfo, bootstrapLabel, type BootstrapInfo, type BootstrapOptions } from '../analysis/intervals.js';
 import { ObjectShareSums, imageStatistics, objectIntervals, rowShares, type Interval } from '../analysis/objects.js';
-import { DEFAULT_BATCH, imageBatches, type SkippedImage } from '../runtime/batch-loop.js';
+import { DEFAULT_BATCH, imageBatches, skippedEntries, type SkippedImage } from '../runtime/batch-loop.js';
 import type { Device } from '../runtime/device.js';
 import { VitRuntime } from '../runtime/vit-runtime.js';
 import { objectsFigure } from '../report/figures/objects.js';
@@ -73,7 +73,7 @@ export interface ObjectsResult {
   /** Images used. */
   images: number;
   count: number;
-  skipped: { path: string; reason: string }[];
+  skipped: { index: number; path: string; reason: string }[];
   patch_grid: [number, number];
   perImage: ObjectsImage[];
   bootstrap: BootstrapInfo;
@@ -189,7 +189,7 @@ export async function runObjects(spec: VitSpec, items: ObjectsItem[], opts: Obje
     layers,
     images: perImage.length,
     count: items.length,
-    skipped: skipped.map((s) => ({ path: s.label, reason: s.reason })),
+    skipped: skippedEntries(skipped),
     patch_grid: layout.grid,
     perImage,
     bootstrap: bootstrapInfo(opts.bootstrap),

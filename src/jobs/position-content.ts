@@ -15,7 +15,7 @@ import { UserError } from '../errors.js';
 import type { ImageSource } from '../images/source.js';
 import { analyzeModel } from '../analysis/model-modes.js';
 import { PositionContentLayer, addEnergies, shares, type PcEnergies } from '../analysis/position-content.js';
-import { imageBatches, DEFAULT_BATCH, type SkippedImage } from '../runtime/batch-loop.js';
+import { imageBatches, DEFAULT_BATCH, skippedEntries, type SkippedImage } from '../runtime/batch-loop.js';
 import type { Device } from '../runtime/device.js';
 import { VitRuntime } from '../runtime/vit-runtime.js';
 import { positionContentFigure } from '../report/figures/position-content.js';
@@ -235,7 +235,7 @@ export async function writePositionContent(r: PositionContentResult, dir: string
       embedding: r.embedding,
       parts: ['CC', 'CP', 'PC', 'PP'],
       definition: PC_DEFINITION,
-      skipped: r.skipped.map((s) => ({ index: s.id, path: s.label, reason: s.reason })),
+      skipped: skippedEntries(r.skipped),
       layers: r.layers.map((ly) => ({
         layer: ly.layer,
         shares: ly.total_shares,

@@ -261,7 +261,7 @@ export async function runScan(spec: VitSpec, store: ScanStore, setup: ScanSetup,
     return v;
   };
   const plan = await planScanGraph(spec, { layers, embedding, vectors: getVec, directOnly: opts.directOnly });
-  const rt = await VitRuntime.create(spec, { outputs: {}, extend: plan.extend, device: opts.device, threads: opts.threads });
+  const rt = await VitRuntime.create(spec, { outputs: {}, extend: plan.extend, ...plan.graph, device: opts.device, threads: opts.threads });
   const { pp, options: ppOpts } = preprocessFor(spec);
   const source = new ListingSource(setup.listing, pp, ppOpts, { imageColumn: opts.imageColumn, decode: { maxPixels: opts.maxPixels } });
   try {

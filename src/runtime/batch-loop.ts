@@ -37,6 +37,11 @@ export interface SkippedImage {
   info?: Partial<LoadedImage>;
 }
 
+/** How a manifest lists skipped images, in every command: source index (0-based), path, reason. */
+export function skippedEntries(skipped: readonly SkippedImage[]): { index: number; path: string; reason: string }[] {
+  return skipped.map((s) => ({ index: s.id, path: s.label, reason: s.reason }));
+}
+
 export interface ImageBatch<M> {
   /** [items.length, C, H, W] float32, row i = items[i]. */
   pixels: Float32Array;

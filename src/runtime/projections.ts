@@ -78,6 +78,11 @@ export interface ScanGraph {
   routes: ('fast' | 'direct')[];
   fallback: FallbackColumn[];
   extend: (g: OnnxGraph, t: VitTensors) => void;
+  /**
+   * What the graph must be built with for `extend`: blocks whose q/k projections the fast
+   * route reads (VitGraphOptions.qkProjections); no block needs to be plain.
+   */
+  graph: { unfused: number[]; qkProjections: number[] };
 }
 
 function powerNorm(G: Float64Array, n: number): number {
@@ -268,6 +273,7 @@ export async function planScanGraph(spec: VitSpec, opts: ScanGraphOptions): Prom
     routes: [],
     fallback: [],
     extend: () => undefined,
+    graph: { unfused: [], qkProjections: layers.filter((_, li) => fast[li] !== null) },
   };
 
   /** Columns (side, col) as a [d, n] float32 matrix of mode vectors. */

@@ -97,6 +97,14 @@ export interface VitGraphOptions {
    */
   unfused?: LayerSelection;
   /**
+   * Blocks (not built plain) whose q and k projections must be visible: separate q/k/v MatMul
+   * nodes from the block's LayerNorm output (`blocks.<l>.q.weight` as their initializer, the
+   * biases added inside the kernel), feeding onnxruntime's fused `MultiHeadAttention` for the
+   * scores, Softmax and weighted sum. For an `extend` that reads the q/k projections but not
+   * the attention probabilities (the scan's fast route); give it `unfused: []` beside.
+   */
+  qkProjections?: LayerSelection;
+  /**
    * Build only blocks startLayer..L−1 (and what follows them): the graph's input is then
    * `residual` [N, T, d], the residual stream entering block startLayer (a full graph's
    * `residual.<l>` output), instead of `pixels`. Used to rerun only the blocks an edit of layer
@@ -227,13 +235,13 @@ export async function buildVitGraph(spec: VitSpec, opts: VitGraphOptions): Promi
   const id = (c: Float32Array) => c;
 
   /** y = x Wᵀ + b, with W pre-transposed to [in, out]; `scale` is folded into W and b. */
-  const linear = async (x: string, lin: LinearSpec, key: string, rowsIn: number, scale = 1): Promise<{ y: string; out: number }> => {
+  const linear = async (x: string, lin: LinearSpec, key: string, rowsIn: number, scale = 1, bias = true): Promise<{ y: string; out: number }> => {
     const [out, inn] = lin.weight.shape.length === 2 ? lin.weight.shape : [lin.weight.shape[0], numel(lin.weight.shape.slice(1))];
     const tr = (c: Float32Array) => transpose2(c, out, inn, scale);
     const wi = await param(`${key}.weight`, [inn, out], lin.weight, [out, inn], tr);
     let y = g.matmul(x, wi, key.replace(/\./g, '_'));
     flops += 2 * rowsIn * inn * out;
-    if (lin.bias) {
+    if (lin.bias && bias) {
       const trb = (c: Float32Array) => scaled(c, scale);
       y = g.add(y, await param(`${key}.bias`, [out], lin.bias, [out], trb));
     }
@@ -340,6 +348,7 @@ export async function buildVitGraph(spec: VitSpec, opts: VitGraphOptions): Promi
     const m = /^blocks\.(\d+)\./.exec(k);
     if (m) plain.add(Number(m[1]));
   }
+  const separateQk = new Set(resolveLayers(opts.qkProjections, L, 'qkProjections'));
   for (let l = start; l < spec.blocks.length; l++) {
     const b = spec.blocks[l];
     const key = `blocks.${l}`;
@@ -347,7 +356,21 @@ export async function buildVitGraph(spec: VitSpec, opts: VitGraphOptions): Promi
     const ln = await norm(x, b.norm1, `${key}.norm1`, d);
     tensors.ln.push(ln);
     let ctx: string;
-    if (!plain.has(l)) {
+    if (!plain.has(l) && separateQk.has(l)) {
+      // q/k/v as three MatMuls (q pre-scaled by 1/√d_h, as in the plain block), biases and the
+      // relative position bias given to the kernel: the same numbers as `Attention`, with the
+      // pre-bias projections left in the graph for an `extend` to read.
+      const hd = H * dh;
+      const lins = [b.q, b.k, b.v];
+      const proj = await Promise.all(lins.map((lin, i) => linear(ln, lin, `${key}.${'qkv'[i]}`, rows, i === 0 ? invSqrt : 1, false)));
+      const biases = async () => packBias(await Promise.all(lins.map(async (lin, i) => (lin.bias ? scaled(await load(`${key}.${'qkv'[i]}.bias`, lin.bias), i === 0 ? invSqrt : 1) : null))), hd);
+      const inputs = [proj[0].y, proj[1].y, proj[2].y, g.init(`${key}.qkv.bias`, [3 * hd], biases)];
+      if (b.relPosBias) inputs.push('', g.init(`${key}.relPosBias`, [1, H, T, T], await relPosBias(spec, b.relPosBias, layout)));
+      ctx = g.op('MultiHeadAttention', inputs, { num_heads: H, scale: { f: 1 } }, { domain: MS_DOMAIN, name: `${key}_attention` });
+      flops += 2 * 2 * H * T * T * dh;
+      tensors.attention.push('');
+      tensors.fused.push(true);
+    } else if (!plain.has(l)) {
       // One kernel for q/k/v (a single [d, 3·H·d_h] projection, unscaled: the op scales q·k by
       // 1/√d_h), the scores with the relative position bias, Softmax and the weighted sum:
       // ~15 % less CPU than the separate nodes for this part, and no [N, H, T, T] tensor.

@@ -78,7 +78,7 @@ for (const [name, spec] of Object.entries(familySpecs())) {
 }
 
 /** Runs `spec` with the given graph options and returns ln, residual, final, features, logits (no attention: fusable). */
-async function forwardOutputs(spec: VitSpec, extra: { unfused?: 'all' | number[] }, pixels: Float32Array, n: number) {
+async function forwardOutputs(spec: VitSpec, extra: { unfused?: 'all' | number[]; qkProjections?: 'all' | number[] }, pixels: Float32Array, n: number) {
   const rt = await VitRuntime.create(spec, { outputs: { ln: 'all', residual: 'all', logits: true, features: true, final: true }, threads: 1, ...extra });
   try {
     return { fused: [...rt.tensors.fused], r: await rt.run(pixels, n) };
@@ -87,16 +87,19 @@ async function forwardOutputs(spec: VitSpec, extra: { unfused?: 'all' | number[]
   }
 }
 
-// The fused attention kernel (com.microsoft Attention) against the independent float64 forward
-// and against the plain-node graph, for every family: biases, no k bias (BEiT), relative
-// position bias, layer-scale, quick-GELU, tanh-GELU, SwiGLU, registers, distillation token.
+// The fused attention kernels (com.microsoft Attention; MultiHeadAttention behind separate q/k/v
+// projections) against the independent float64 forward and against the plain-node graph, for
+// every family: biases, no k bias (BEiT), relative position bias, layer-scale, quick-GELU,
+// tanh-GELU, SwiGLU, registers, distillation token.
 for (const [name, spec] of Object.entries(familySpecs())) {
-  test(`fused attention = plain nodes = naive float64 forward: ${name}`, async () => {
+  test(`fused attention = MultiHeadAttention = plain nodes = naive float64 forward: ${name}`, async () => {
     const n = 2;
     const pixels = tinyPixels(n, spec.imageSize[0], spec.imageSize[1], 5);
     const fused = await forwardOutputs(spec, {}, pixels, n);
+    const mha = await forwardOutputs(spec, { unfused: [], qkProjections: 'all' }, pixels, n);
     const plain = await forwardOutputs(spec, { unfused: 'all' }, pixels, n);
     assert.deepEqual(fused.fused, Array(spec.layers).fill(true), 'every block fused without attention outputs or extensions');
+    assert.deepEqual(mha.fused, Array(spec.layers).fill(true));
     assert.deepEqual(plain.fused, Array(spec.layers).fill(false));
     const ref = await naiveBatch(spec, pixels, n, spec.imageSize);
     const want: Record<string, Float64Array> = {
@@ -111,6 +114,7 @@ for (const [name, spec] of Object.entries(familySpecs())) {
       const p = plain.r[k as 'ln'] as Float32Array;
       assertClose(f, w, `${name} fused ${k} vs naive`);
       assertClose(f, p, `${name} fused ${k} vs plain nodes`);
+      assertClose(mha.r[k as 'ln'] as Float32Array, w, `${name} MultiHeadAttention ${k} vs naive`);
     }
   });
 }
@@ -135,6 +139,13 @@ test('fused attention: the graph holds Attention nodes only where allowed', asyn
   b = await buildVitGraph(spec, { outputs: {}, unfused: [2], extend: (g, t) => ((seen = [...t.fused]), g.output('a2', t.attention[2])) });
   assert.deepEqual(seen, [true, true, false, true]);
   assert.equal(softmaxNodes(b.graph), 1);
+  // q/k projections asked for: MultiHeadAttention behind separate MatMuls from the block's LayerNorm output.
+  b = await buildVitGraph(spec, { outputs: {}, unfused: [], qkProjections: [1, 3], extend: (g, t) => ((seen = [...t.fused]), g.output('ln3', t.ln[3])) });
+  assert.deepEqual(seen, [true, true, true, true]);
+  assert.equal(attentionNodes(b.graph), 2);
+  assert.equal(b.graph.nodes.filter((nd) => nd.opType === 'MultiHeadAttention').length, 1, 'block 3 is pruned (its LayerNorm input is the output)');
+  assert.ok(b.graph.nodes.some((nd) => nd.opType === 'MatMul' && nd.input?.[0] === b.tensors.ln[1] && nd.input?.[1] === 'blocks.1.q.weight'));
+  assert.equal(softmaxNodes(b.graph), 0);
 });
 
 test('fused attention with an extension on block 1 gives the same attention as the plain graph', async () => {
