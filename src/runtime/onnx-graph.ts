@@ -118,6 +118,8 @@ export class OnnxGraph {
   /**
    * Adds a float32 initializer (a weight): its values, or a loader run at serialisation.
    * `overridable` makes it a graph input fed per run (see InitializerInfo; needs the values).
+   * A loader's array is copied as soon as it returns and may be reused by the next loader
+   * (the graph builder's scratch buffer): `values()` of a lazy weight is valid until the next call.
    */
   init(name: string, dims: number[], data: Float32Array | (() => Promise<Float32Array>), opts: { overridable?: boolean } = {}): string {
     const size = dims.reduce((a, b) => a * b, 1);

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { VitRuntime } from '../../src/runtime/vit-runtime.js';
+import { transpose2 } from '../../src/runtime/vit-graph.js';
 import { tokenLayout } from '../../src/arch/tokens.js';
 import { logitsWidth } from '../../src/arch/runnable.js';
 import { naiveForward, type NaiveResult } from './naive-forward.js';
@@ -333,4 +334,13 @@ test('cuda without the provider is a UserError with the install command', async 
     VitRuntime.create(spec, { outputs: { features: true }, device: 'cuda' }),
     (e: Error) => e.name === 'UserError' && /--device cuda/.test(e.message) && /ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node/.test(e.message),
   );
+});
+
+test('transpose2 (tiled) = the element-by-element definition, edge tiles and scale included', () => {
+  for (const [rows, cols, scale] of [[1, 1, 1], [5, 7, 1], [64, 64, 0.125], [65, 130, 1], [130, 65, -2], [3, 200, 1]] as const) {
+    const w = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i * 0.37) * 10);
+    const t = transpose2(w, rows, cols, scale);
+    assert.equal(t.length, rows * cols);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) assert.equal(t[c * rows + r], Math.fround(w[r * cols + c] * scale), `${rows}x${cols} at (${r}, ${c})`);
+  }
 });
