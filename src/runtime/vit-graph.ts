@@ -235,10 +235,6 @@ export async function buildVitGraph(spec: VitSpec, opts: VitGraphOptions): Promi
   };
 
   /**
-   * A weight initializer registered under its canonical key: `transform(load(key, ref))`,
-   * read lazily when the graph is serialised, or now when the key is overridable.
-   */
-  /**
    * One buffer reused by the lazy weight transforms: `encode` / `writeExternal` copy each weight
    * as soon as it is produced, so a fresh array per weight only cost page faults (on this VM
    * ~2.7 ms per MB: ~0.9 s for ViT-B/16's 340 MB of linear weights).
@@ -246,6 +242,10 @@ export async function buildVitGraph(spec: VitSpec, opts: VitGraphOptions): Promi
   let scratchBuf = new Float32Array(0);
   const scratch = (n: number): Float32Array => (scratchBuf.length >= n ? scratchBuf : (scratchBuf = new Float32Array(n))).subarray(0, n);
 
+  /**
+   * A weight initializer registered under its canonical key: `transform(load(key, ref))`,
+   * read lazily when the graph is serialised, or now when the key is overridable.
+   */
   const param = async (
     key: string,
     dims: number[],
