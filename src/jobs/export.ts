@@ -39,7 +39,7 @@ import { patchMaps } from '../analysis/mode-maps.js';
 import { imageBatches } from '../runtime/batch-loop.js';
 import type { Device } from '../runtime/device.js';
 import { VitRuntime } from '../runtime/vit-runtime.js';
-import { type ExplorerRun, MAPS_DEFINITION, headDetail, headVectors, imageLabel, modeDetail, modelRun, runBrief, storedAnisotropy } from '../store/explorer.js';
+import { type ExplorerRun, headDetail, modeMapsPayload, headVectors, imageLabel, modeDetail, modelRun, runBrief, storedAnisotropy } from '../store/explorer.js';
 import { RunDir } from '../store/run-dir.js';
 import { TopkReader, type TopkImageLocator, type TopkRow } from '../store/scan-run.js';
 import { readSvdSummary } from '../store/svd-run.js';
@@ -473,24 +473,9 @@ export async function runExport(inputs: string[], opts: ExportOptions = {}, cont
     }
     if (ctx.stop?.stop) throw new UserError(`export interrupted; nothing was written (run it again)`, 130);
     if (mismatched) warn(`run ${w.id}: ${mismatched} recomputed scores differ from the scan's by more than 0.1 % (images changed since the scan, or another model?)`);
-    const round = (x: number | null) => (x === null ? null : x);
     for (const [k, images] of perMode) {
       const [l, h, n] = k.split('/').map(Number);
-      const payload: SiteModeMaps = {
-        run: w.id,
-        layer: l,
-        head: h,
-        mode: n,
-        grid: layout.grid,
-        image_size: layout.imageSize,
-        patch_size: layout.patchSize,
-        normalization: 'percentile',
-        definition: MAPS_DEFINITION,
-        images: images.map((s) => ({ ...s, scan: { score: s.scan.score, qmax: round(s.scan.qmax), kmax: round(s.scan.kmax) } })),
-        refused: 0,
-        refused_hint: null,
-        compute_ms: 0,
-      };
+      const payload: SiteModeMaps = modeMapsPayload(w.id, { layer: l, head: h, mode: n }, layout, images, { count: 0, hint: null }, 0);
       yield { name: dataPath(`runs/${w.slug}/maps/${l}-${h}-${n}`), data: dataScript(`runs/${w.slug}/maps/${l}-${h}-${n}`, payload) };
     }
   }

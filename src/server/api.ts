@@ -8,7 +8,7 @@ import { realpathSync, statSync } from 'node:fs';
 import { UserError } from '../errors.js';
 import type * as A from '../api-types.js';
 import { decompositionOf, imageModesOf } from '../analysis/decomposition.js';
-import { anisotropyPayload, headDetail as headPayload, modeDetail as modePayload, modelRun, runBrief, storedBaselineValues, type ExplorerRun } from '../store/explorer.js';
+import { MAPS_DEFINITION, anisotropyPayload, headDetail as headPayload, modeDetail as modePayload, modeMapsPayload, modelRun, runBrief, storedBaselineValues, type ExplorerRun } from '../store/explorer.js';
 import { patchMaps } from '../analysis/mode-maps.js';
 import type { HeadModes } from '../analysis/types.js';
 import { expandImagePaths } from '../images/sources.js';
@@ -57,7 +57,6 @@ interface Route {
 }
 
 const ENDPOINTS_DOC = 'docs/API.md';
-const MAPS_DEFINITION = 'Q(t) = sign·x_t·u_n, K(t) = sign·x_t·v_n over the patch tokens (raster order), x = LN(h) feeding the block; S = max Q × max K';
 /** Thumbnails of the Mode view's cards: the card's size at 2× pixel density. */
 const THUMB_SIDE = 336;
 
@@ -432,21 +431,7 @@ export class Api {
         return { ...base, id: img.id, thumb, maps: { q: round(mp.q), k: round(mp.k), qmax: mp.qmax, kmax: mp.kmax, score: mp.score }, error: null };
       }),
     );
-    return {
-      run: r.id,
-      layer: l,
-      head: h,
-      mode: n,
-      grid: layout.grid,
-      image_size: layout.imageSize,
-      patch_size: layout.patchSize,
-      normalization: 'percentile',
-      definition: MAPS_DEFINITION,
-      images,
-      refused,
-      refused_hint: refused ? ReadableRoots.HINT : null,
-      compute_ms: Date.now() - t0,
-    };
+    return modeMapsPayload(r.id, { layer: l, head: h, mode: n }, layout, images, { count: refused, hint: refused ? ReadableRoots.HINT : null }, Date.now() - t0);
   }
 
   /** `qkscope contributions` on one image (all query tokens, or the one given). */

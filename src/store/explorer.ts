@@ -23,6 +23,33 @@ export interface ExplorerRun {
 }
 
 export const MAPS_DEFINITION = 'Q(t) = sign·x_t·u_n, K(t) = sign·x_t·v_n over the patch tokens (raster order), x = LN(h) feeding the block; S = max Q × max K';
+
+/**
+ * The Mode view's payload around its images, the same for `serve` (computed now) and the static
+ * site (stored by `export`, with its own image type).
+ */
+export function modeMapsPayload<I>(
+  run: string,
+  at: { layer: number; head: number; mode: number },
+  layout: { grid: [number, number]; imageSize: [number, number]; patchSize: number },
+  images: I[],
+  refused: { count: number; hint: string | null },
+  computeMs: number,
+): Omit<A.ModeMaps, 'images'> & { images: I[] } {
+  return {
+    run,
+    ...at,
+    grid: layout.grid,
+    image_size: layout.imageSize,
+    patch_size: layout.patchSize,
+    normalization: 'percentile',
+    definition: MAPS_DEFINITION,
+    images,
+    refused: refused.count,
+    refused_hint: refused.hint,
+    compute_ms: computeMs,
+  };
+}
 const SALIENCE_NOTE = 'key salience s = W_kᵀ b_q adds (s·x_j)/sqrt(d_h) to every query’s logit for key j; salience_along_v[n] = s·v_n';
 
 /** Whether a run's model is a vision model (text runs have no image views). */
