@@ -13,16 +13,15 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tempDir } from '../helpers/paths.js';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { CHROMIUM, ensureWebBuilt, launchBrowser, openPage, step as shotStep } from './browser-session.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { makeServeFixture, type ServeFixture } from '../server/fixture.js';
 
-const CHROMIUM = process.env.QKSCOPE_CHROMIUM ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
 const SHOTS = join(REPO_ROOT, 'test-output', 'web');
 const WEB = join(REPO_ROOT, 'dist', 'web');
 
@@ -35,10 +34,7 @@ const problems: string[] = [];
 
 before(async () => {
   if (!CHROMIUM) return;
-  if (!existsSync(join(WEB, 'index.html'))) {
-    const r = spawnSync(process.execPath, [join(REPO_ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', 'web'], { cwd: REPO_ROOT, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`vite build failed: ${r.stderr}`);
-  }
+  ensureWebBuilt(join(WEB, 'index.html'));
   fx = await makeServeFixture();
   // A text run (weights only): no image views.
   const text = join(fx.runsDir, 'text-run');
@@ -50,16 +46,8 @@ before(async () => {
   const emptyDir = join(tempDir('qkscope-web-empty-'), 'runs');
   mkdirSync(emptyDir);
   empty = await startServer({ runsDir: emptyDir, port: 0 });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--headless', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-default-apps'],
-  });
-  page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) problems.push(`console: ${m.text()}`);
-  });
-  page.setDefaultTimeout(30000);
+  browser = await launchBrowser();
+  page = await openPage(browser, problems, { timeoutMs: 30000, ignore: /status of 4\d\d/ });
 });
 
 after(async () => {
@@ -86,17 +74,7 @@ function rgbOf(fill: string): [number, number, number] {
 }
 
 /** Runs a step; on failure saves a screenshot named after it, then fails. */
-async function step(name: string, fn: () => Promise<void>): Promise<void> {
-  try {
-    await fn();
-  } catch (e) {
-    mkdirSync(SHOTS, { recursive: true });
-    const file = join(SHOTS, `${name.replace(/[^\w-]+/g, '_')}.png`);
-    await page.screenshot({ path: file, fullPage: true }).catch(() => undefined);
-    writeFileSync(file.replace(/\.png$/, '.html'), await page.content().catch(() => ''));
-    throw new Error(`${name}: ${(e as Error).message} (screenshot: ${file})`);
-  }
-}
+const step = (name: string, fn: () => Promise<void>) => shotStep(page, SHOTS, name, fn);
 
 const num = (s: string | null) => Number((s ?? '').trim().replace('−', '-'));
 const emptyUrl = () => empty.url;

@@ -11,20 +11,19 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, normalize } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { CHROMIUM, ensureWebBuilt, launchBrowser, openPage, step as shotStep } from './browser-session.js';
 import type * as A from '../../src/api-types.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { runExport, writeExport } from '../../src/jobs/export.js';
 import { exportFixture, type ExportFixture } from '../export/fixture.js';
 
-const CHROMIUM = process.env.QKSCOPE_CHROMIUM ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
 const SHOTS = join(REPO_ROOT, 'test-output', 'web-export');
 const STATIC_APP = join(REPO_ROOT, 'dist', 'web-static');
 
@@ -52,26 +51,15 @@ function staticServer(root: string): Promise<Server> {
 
 before(async () => {
   if (!CHROMIUM) return;
-  if (!existsSync(join(STATIC_APP, 'app.js'))) {
-    const r = spawnSync(process.execPath, [join(REPO_ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', 'web', '-c', 'web/vite.static.config.ts'], { cwd: REPO_ROOT, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`vite build failed: ${r.stderr}`);
-  }
+  ensureWebBuilt(join(STATIC_APP, 'app.js'), ['-c', 'web/vite.static.config.ts']);
   fx = await exportFixture();
   site = join(tempDir('qkscope-site-web-'), 'site');
   await writeExport(await runExport([fx.runsDir], { modesPerHead: 2, imageSize: 48, threads: 1 }), site);
   http = await staticServer(site);
   httpUrl = `http://127.0.0.1:${(http.address() as AddressInfo).port}/`;
   srv = await startServer({ runsDir: fx.runsDir, port: 0, maxUploadBytes: 1 << 20, threads: 1 });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--headless', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-default-apps'],
-  });
-  page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
-  });
-  page.setDefaultTimeout(60000);
+  browser = await launchBrowser();
+  page = await openPage(browser, problems, { timeoutMs: 60000 });
 });
 
 after(async () => {
@@ -80,17 +68,7 @@ after(async () => {
   await new Promise<void>((r) => (http ? http.close(() => r()) : r()));
 });
 
-async function step(name: string, fn: () => Promise<void>): Promise<void> {
-  try {
-    await fn();
-  } catch (e) {
-    mkdirSync(SHOTS, { recursive: true });
-    const file = join(SHOTS, `${name.replace(/[^\w-]+/g, '_')}.png`);
-    await page.screenshot({ path: file, fullPage: true }).catch(() => undefined);
-    writeFileSync(file.replace(/\.png$/, '.html'), await page.content().catch(() => ''));
-    throw new Error(`${name}: ${(e as Error).message} (screenshot: ${file})`);
-  }
-}
+const step = (name: string, fn: () => Promise<void>) => shotStep(page, SHOTS, name, fn);
 
 /** The decomposition table as shown (full-precision values in data attributes). */
 function readDecomposition() {

@@ -8,13 +8,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { CHROMIUM, ensureWebBuilt, launchBrowser } from './browser-session.js';
 import { CLI, HAVE_SHARED, REAL_IMAGES, REAL_VIT_TINY, REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 
-const CHROMIUM = process.env.QKSCOPE_CHROMIUM ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
 const skip = !HAVE_SHARED ? '../shared (real ViT-Tiny and photos) is not beside the checkout' : !CHROMIUM ? 'chromium not installed' : false;
 const LAYER = 5;
 
@@ -23,10 +23,7 @@ let browser: Browser;
 
 before(async () => {
   if (skip) return;
-  if (!existsSync(join(REPO_ROOT, 'dist', 'web', 'index.html'))) {
-    const r = spawnSync(process.execPath, [join(REPO_ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', 'web'], { cwd: REPO_ROOT, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`vite build failed: ${r.stderr}`);
-  }
+  ensureWebBuilt(join(REPO_ROOT, 'dist', 'web', 'index.html'));
   const root = tempDir('qkscope-mode-timing-');
   const photos = readdirSync(REAL_IMAGES)
     .filter((f) => /\.jpe?g$/i.test(f))
@@ -38,7 +35,7 @@ before(async () => {
   const r = spawnSync(process.execPath, [CLI, 'scan', REAL_VIT_TINY, list, '--out', join(root, 'runs', 'vit-tiny'), '--top', '8', '--layers', String(LAYER), '--batch', '8'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   srv = await startServer({ runsDir: join(root, 'runs'), port: 0, imagesDirs: [REAL_IMAGES] });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--headless', '--disable-background-networking', '--no-first-run'] });
+  browser = await launchBrowser();
 });
 
 after(async () => {
